@@ -1,0 +1,5 @@
+import sys
+
+from spade_lens.cli import main
+
+sys.exit(main())
