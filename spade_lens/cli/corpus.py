@@ -1,0 +1,52 @@
+"""``spade-lens corpus``: sample a corpus from a grammar and save it (a datasets folder)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from pcfg import NO_LABEL, POS_FULL_NAMES, build_corpus, load_grammar, save_corpus
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "corpus",
+        help="sample a PCFG corpus (token ids + per-token gold labels) and save it",
+        description="Sample N sentences from a grammar with a seed and save them as a datasets DatasetDict "
+        "folder (train/validation) with tokenizer.json, grammar.pcfg and corpus.json; "
+        "datasets.load_from_disk(OUT) reads it.",
+    )
+    p.add_argument("--grammar", default="english",
+                   help="built-in grammar name (english, rich) or path to a .pcfg file (default: english)")
+    p.add_argument("--n", type=int, required=True, help="number of sentences")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", required=True, help="output folder (replaced if it holds a corpus)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="fraction for validation (default: 0.1)")
+    p.add_argument("--max-length", type=int, default=64, help="max words per sentence (default: 64)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    grammar = load_grammar(args.grammar)
+    corpus = build_corpus(grammar, n=args.n, seed=args.seed, val_fraction=args.val_fraction,
+                          max_length=args.max_length, progress=not args.no_progress)
+    out = save_corpus(corpus, args.out)
+    meta = corpus.metadata
+    print(f"corpus of grammar {grammar.name!r}: {meta['n']} sentences (train {meta['splits']['train']}, "
+          f"validation {meta['splits']['validation']}), seed {meta['seed']}, vocab {meta['vocab_size']} -> {out}")
+    lengths = np.concatenate([np.diff(np.asarray(split.data.column("input_ids").combine_chunks().offsets)) - 2
+                              for split in corpus.dataset.values() if split.num_rows])
+    print(f"words per sentence: min {lengths.min()}, mean {lengths.mean():.2f}, max {lengths.max()} "
+          f"(grammar's expected length without a cap: {grammar.expected_length():.2f})")
+    total = int(lengths.sum())
+    for col, names in corpus.label_names.items():
+        labels = np.concatenate([np.asarray(split.data.column(col).combine_chunks().flatten())
+                                 for split in corpus.dataset.values() if split.num_rows])
+        counts = np.bincount(labels[labels != NO_LABEL], minlength=len(names))
+        print(f"{col} label counts:")
+        for name, count in zip(names, counts, strict=True):
+            full = f" ({POS_FULL_NAMES[name]})" if col == "pos" and name in POS_FULL_NAMES else ""
+            print(f"  {name + full:<24} {count:>9}  {100 * count / total:5.1f}%")
+    return 0
