@@ -1,0 +1,167 @@
+"""SpaDE, the Sparsemax Distance Encoder (Hindupur et al. 2025).
+
+``z = sparsemax(-lambda * ||x_n - w_i||^2 over i)`` with prototypes ``w_i`` (rows of ``prototypes``
+(d_sae, d_in)) and a learned ``lambda = softplus(lambda_pre) > 0`` (initialised to ``1 / (2 d_in)``); ``z`` lies on
+the probability simplex and its support size adapts to the input. ``x_hat_n = z @ W_dec`` (``W_dec``
+initialised from the prototypes; ``b_dec`` stays zero and frozen: the reference has no decoder bias).
+Regulariser (K-Deep Simplex): ``sparsity_loss = kds_coefficient * mean_b sum_i z_i ||x_n - w_i||^2``.
+
+Fast path (never a batch x n x d tensor): inputs and prototypes are first centred by a common vector ``c``
+(the detached prototype mean) for precision; the scores ``2 x.w_i - ||w_i||^2`` (the distance without the
+per-row constant ``||x||^2``, which sparsemax ignores) come from one matmul without gradient; ``topk`` picks
+``candidates`` prototypes per row; rows whose sparsemax support might extend beyond them are detected and the
+candidate count is raised until it covers every support (so the result is exact); the true distances of the
+candidates are recomputed with gradient through a sparse backward; sparsemax runs on the candidates only;
+decoding is sparse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spade_lens.errors import SpadeLensError
+from spade_lens.saes.base import SAE, Code
+from spade_lens.saes.config import SAEConfig, check_non_negative, check_positive, check_positive_int
+from spade_lens.saes.linear import inverse_softplus
+from spade_lens.saes.registry import register_sae
+from spade_lens.saes.sparse_ops import gathered_dot
+from spade_lens.sparsemax import _threshold_from_sorted, sparsemax
+
+
+@dataclass
+class SpaDESAEConfig(SAEConfig):
+    """Config of the ``spade`` architecture."""
+
+    architecture: ClassVar[str] = "spade"
+
+    kds_coefficient: float = 0.01
+    """Weight of the K-Deep-Simplex regulariser ``mean_b sum_i z_i ||x_n - w_i||^2``, >= 0."""
+    lambda_init: float | None = None
+    """Initial lambda (> 0); default ``1 / (2 d_in)`` (inputs normalised so ``E||x_n||^2 = d_in``)."""
+    candidates: int = 64
+    """Prototypes sorted per input by the fast path (speed only: results are exact for any value), >= 1."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_non_negative("kds_coefficient", self.kds_coefficient)
+        if self.lambda_init is not None:
+            check_positive("lambda_init", self.lambda_init)
+        check_positive_int("candidates", self.candidates)
+
+
+class SpaDESAE(SAE):
+    """SpaDE: sparsemax over negative scaled squared distances to learned prototypes."""
+
+    config_class = SpaDESAEConfig
+    cfg: SpaDESAEConfig
+    prototypes: nn.Parameter  # (d_sae, d_in)
+    lambda_pre: nn.Parameter  # ()
+
+    def init_parameters(self, generator: torch.Generator, dtype: torch.dtype) -> None:
+        d_in, d_sae = self.cfg.d_in, self.cfg.d_sae
+        # Prototypes ~ N(0, I): the scale of inputs normalised so that E||x_n||^2 = d_in.
+        protos = torch.randn(d_sae, d_in, generator=generator, dtype=torch.float64).to(dtype)
+        self.prototypes = nn.Parameter(protos)
+        self.W_dec.data.copy_(protos)
+        self.b_dec.requires_grad_(False)  # no decoder bias in SpaDE; kept (zero) for the SAELens layout
+        lam = self.cfg.lambda_init if self.cfg.lambda_init is not None else 1.0 / (2 * d_in)
+        self.lambda_pre = nn.Parameter(torch.tensor(inverse_softplus(lam), dtype=dtype))
+
+    @torch.no_grad()
+    def init_prototypes_from_data(self, x: Tensor, seed: int = 0) -> None:
+        """Set prototypes and decoder rows to ``d_sae`` inputs drawn (with replacement if needed) from RAW ``x``."""
+        x_n = self.normalize(x.reshape(-1, self.cfg.d_in))
+        generator = torch.Generator().manual_seed(int(seed))
+        n = x_n.shape[0]
+        if n >= self.cfg.d_sae:
+            pick = torch.randperm(n, generator=generator)[: self.cfg.d_sae]
+        else:
+            pick = torch.randint(0, n, (self.cfg.d_sae,), generator=generator)
+        self.prototypes.copy_(x_n[pick.to(x_n.device)])
+        self.W_dec.copy_(self.prototypes)
+
+    @property
+    def lambda_(self) -> Tensor:
+        """() lambda = softplus(lambda_pre) > 0."""
+        return F.softplus(self.lambda_pre)
+
+    def distances(self, x_n: Tensor) -> Tensor:
+        """(batch, d_in) normalised -> (batch, d_sae) squared distances, by one matmul (dense; for analysis)."""
+        c = self.prototypes.detach().mean(0)
+        x_c, p_c = x_n - c, self.prototypes - c
+        d = (x_c * x_c).sum(-1, keepdim=True) - 2 * x_c @ p_c.T + (p_c * p_c).sum(-1)
+        return d.clamp(min=0)
+
+    def _select(self, x_c: Tensor, p_c: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
+        """No-grad candidate selection: (dots (batch, n), idx (batch, k)) with every support inside idx."""
+        n = p_c.shape[0]
+        dots = x_c @ p_c.T  # (batch, d_sae)
+        score = 2 * dots - (p_c * p_c).sum(-1)  # -dist + ||x_c||^2, a per-row constant sparsemax ignores
+        k = min(self.cfg.candidates, n)
+        while True:
+            vals, idx = torch.topk(score, k, dim=-1, sorted=True)
+            _, support = _threshold_from_sorted(lam * vals)
+            if k >= n or int(support.max()) < k:
+                return dots, idx
+            k = min(2 * k, n)
+
+    def encode_code(self, x_n: Tensor) -> Code:
+        lam = self.lambda_
+        c = self.prototypes.detach().mean(0)  # common centring vector (d_in,)
+        x_c = x_n - c  # (batch, d_in)
+        p_c = self.prototypes - c  # (d_sae, d_in)
+        with torch.no_grad():
+            dots, idx = self._select(x_c, p_c.detach(), lam.detach())
+        if torch.is_grad_enabled() and (x_c.requires_grad or p_c.requires_grad):
+            dots_sel = gathered_dot(x_c, p_c, idx, dots)  # (batch, k), sparse backward
+        else:
+            dots_sel = dots.gather(1, idx)
+        sq_sel = (p_c * p_c).sum(-1)[idx]  # (batch, k)
+        dist = ((x_c * x_c).sum(-1, keepdim=True) - 2 * dots_sel + sq_sel).clamp(min=0)  # (batch, k)
+        z_sel = sparsemax(-lam * dist, dim=-1, k=idx.shape[1])  # exact: every support is inside idx
+        z = torch.zeros(x_n.shape[0], self.cfg.d_sae, dtype=z_sel.dtype, device=z_sel.device).scatter(1, idx, z_sel)
+        return Code(z, idx, z_sel, {"dist": dist})
+
+    def sparsity_loss(self, x_n: Tensor, code: Code) -> Tensor:
+        if self.cfg.kds_coefficient == 0:
+            return x_n.new_zeros(())
+        assert code.values is not None and code.cache is not None
+        return self.cfg.kds_coefficient * (code.values * code.cache["dist"]).sum(-1).mean()
+
+    # ---- files: prototypes' = s w + mu, lambda' = lambda / s^2, W_dec' = s W_dec, b_dec' = s b_dec + mu ---------
+    @torch.no_grad()
+    def saelens_state(self) -> tuple[dict[str, object], dict[str, Tensor]]:
+        s, mu = self.norm_scale, self.norm_mean
+        lam = self.lambda_.double() / s.double() ** 2
+        state = {
+            "prototypes": (self.prototypes * s + mu).contiguous(),
+            "lambda": lam.to(self.prototypes.dtype).reshape(()),
+            "W_dec": (self.W_dec * s).contiguous(),
+            "b_dec": (self.b_dec * s + mu).contiguous(),
+        }
+        # Prototypes live in raw space: SAELens must not subtract b_dec from the input.
+        return {"apply_b_dec_to_input": False}, state
+
+    @torch.no_grad()
+    def load_saelens_state(self, state: dict[str, Tensor]) -> None:
+        self.prototypes.copy_(state["prototypes"])
+        self.W_dec.copy_(state["W_dec"])
+        self.b_dec.copy_(state["b_dec"])
+        lam = float(state["lambda"])
+        if not lam > 0:
+            raise SpadeLensError(f"lambda must be > 0, got {lam}")
+        self.lambda_pre.fill_(inverse_softplus(lam))
+        self.norm_mean.zero_()
+        self.norm_scale.fill_(1.0)
+
+    @classmethod
+    def arch_fields_from_saelens(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+register_sae("spade", SpaDESAE)
