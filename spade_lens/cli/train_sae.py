@@ -1,0 +1,184 @@
+"""``spade-lens train-sae``: train several SAE architectures side by side on a harvested activation cache.
+
+Writes into ``--out``: one SAE folder per architecture (``<arch>/cfg.json`` + ``sae_weights.safetensors``,
+SAELens layout), ``log.jsonl`` (training log), ``checkpoint.pt`` (with ``--checkpoint-every`` or on Ctrl-C; resume
+with ``--resume``) and ``summary.json`` (per SAE: L0, NMSE, explained variance, dead fraction on the evaluation
+tokens, final loss, training tokens/s), also printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# The config field that ``--gamma`` sets, per architecture (TopK has no sparsity coefficient: it uses ``--k``).
+SPARSITY_FIELD = {"relu": "l1_coefficient", "jumprelu": "l0_coefficient", "spade": "kds_coefficient"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train-sae",
+        help="train SAEs (relu, topk, jumprelu, spade) side by side on an activation cache",
+        description="Train one SAE per architecture on the same stream of shuffled activations of an "
+        "activation cache (written by `spade-lens harvest`), then evaluate them and write one SAE folder per "
+        "architecture, a JSON-lines log and summary.json into OUT.",
+    )
+    p.add_argument("--activations", required=True, metavar="DIR", help="activation cache folder")
+    p.add_argument("--arch", default="relu,topk,jumprelu,spade",
+                   help="comma-separated architectures (default: relu,topk,jumprelu,spade)")
+    p.add_argument("--width", type=int, default=256, help="latents per SAE, d_sae (default: 256)")
+    p.add_argument("--k", type=int, default=None, help="TopK's active latents per token (default: its own, 32)")
+    p.add_argument("--gamma", default=None, metavar="VALUE|ARCH=VALUE,...",
+                   help="sparsity coefficient: relu l1_coefficient, jumprelu l0_coefficient, spade "
+                   "kds_coefficient; one value for all, or per architecture, e.g. relu=1,spade=0.01")
+    p.add_argument("--hook", default=None, help="hook to read (default: the cache's only hook)")
+    p.add_argument("--tokens", type=int, default=None, help="training tokens (default: one pass over the cache)")
+    p.add_argument("--batch-size", type=int, default=4096, help="tokens per batch (default: 4096)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak Adam learning rate (default: 1e-3)")
+    p.add_argument("--final-lr", type=float, default=None, help="learning rate at the end (default: lr / 100)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="learning-rate warmup steps (default: 0)")
+    p.add_argument("--sparsity-warmup-steps", type=int, default=0,
+                   help="steps of sparsity-coefficient warmup (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the SAE initialisation and the shuffling")
+    p.add_argument("--eval-tokens", type=int, default=65536,
+                   help="tokens (first of the cache, harvest order) for the final metrics (default: 65536)")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (default: 0, off)")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint.pt")
+    p.add_argument("--device", default=None, help="torch device for the SAEs (default: cpu)")
+    p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (if installed)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    p.set_defaults(func=run)
+
+
+def _parse_gamma(text: str | None, archs: list[str]) -> dict[str, float]:
+    from spade_lens.errors import SpadeLensError
+
+    if text is None:
+        return {}
+    try:
+        if "=" not in text:
+            return {a: float(text) for a in archs if a in SPARSITY_FIELD}
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        gamma = {name.strip(): float(value) for name, value in pairs}
+    except ValueError:
+        raise SpadeLensError(
+            f"--gamma: received {text!r}; expected a number or ARCH=NUMBER pairs separated by commas"
+        ) from None
+    bad = sorted(set(gamma) - (set(archs) & set(SPARSITY_FIELD)))
+    if bad:
+        raise SpadeLensError(
+            f"--gamma: received values for {bad}; expected architectures among {sorted(set(archs) & set(SPARSITY_FIELD))} "
+            "(those in --arch that have a sparsity coefficient)"
+        )
+    return gamma
+
+
+def _limit(batches: Iterator[Any], n_tokens: int) -> Iterator[Any]:
+    """The batches of ``batches`` up to ``n_tokens`` rows in all (the last one cut)."""
+    seen = 0
+    for batch in batches:
+        if seen >= n_tokens:
+            return
+        acts = batch.acts[: n_tokens - seen]
+        seen += acts.shape[0]
+        yield acts
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from spade_lens.errors import SpadeLensError
+
+    for flag, value, minimum in (("--width", args.width, 1), ("--batch-size", args.batch_size, 1),
+                                 ("--eval-tokens", args.eval_tokens, 2), ("--warmup-steps", args.warmup_steps, 0),
+                                 ("--checkpoint-every", args.checkpoint_every, 0),
+                                 ("--sparsity-warmup-steps", args.sparsity_warmup_steps, 0)):
+        if value < minimum:
+            raise SpadeLensError(f"{flag}: received {value}; expected an integer >= {minimum}")
+    if args.tokens is not None and args.tokens < 1:
+        raise SpadeLensError(f"--tokens: received {args.tokens}; expected a positive integer")
+    if args.k is not None and args.k < 1:
+        raise SpadeLensError(f"--k: received {args.k}; expected a positive integer")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hooks import ActivationCache
+    from spade_lens.errors import SpadeLensError
+    from spade_lens.saes import create_sae, list_architectures
+    from spade_lens.training import SAETrainConfig, train_saes
+
+    _check_args(args)
+    archs = [a.strip() for a in args.arch.split(",") if a.strip()]
+    unknown = [a for a in archs if a not in list_architectures()]
+    if not archs or unknown or len(set(archs)) != len(archs):
+        raise SpadeLensError(
+            f"--arch: received {args.arch!r}; expected distinct names among {list_architectures()}, comma-separated"
+        )
+    gamma = _parse_gamma(args.gamma, archs)
+    if args.k is not None and "topk" not in archs:
+        raise SpadeLensError(f"--k: received {args.k} but --arch {args.arch!r} has no topk")
+    out = Path(args.out)
+    if (out / "checkpoint.pt").exists() and not args.resume:
+        raise SpadeLensError(
+            f"--out: {str(out)!r} already holds a run (checkpoint.pt); pass --resume to continue it or choose "
+            "another folder"
+        )
+    cache = ActivationCache(args.activations)
+    hook = args.hook
+    if hook is None:
+        if len(cache.hook_names) != 1:
+            raise SpadeLensError(f"--hook: the cache holds hooks {cache.hook_names}; expected --hook NAME")
+        hook = cache.hook_names[0]
+    if hook not in cache.hook_names:
+        raise SpadeLensError(f"--hook: received {hook!r}; the cache holds {cache.hook_names}")
+    d_in = cache.dims[hook]
+    model_name = str(cache.metadata.get("model", {}).get("name", ""))
+    saes = {}
+    for arch in archs:
+        kwargs: dict[str, Any] = {}
+        if arch in gamma:
+            kwargs[SPARSITY_FIELD[arch]] = gamma[arch]
+        if arch == "topk" and args.k is not None:
+            kwargs["k"] = args.k
+        saes[arch] = create_sae(arch, d_in=d_in, d_sae=args.width, seed=args.seed, hook_name=hook,
+                                model_name=model_name, device=args.device, **kwargs)
+    cfg = SAETrainConfig(
+        total_tokens=args.tokens or cache.n_tokens, batch_size=args.batch_size, lr=args.lr, final_lr=args.final_lr,
+        warmup_steps=args.warmup_steps, sparsity_warmup_steps=args.sparsity_warmup_steps,
+        checkpoint_every=args.checkpoint_every, wandb=args.wandb,
+    )
+    metrics = train_saes(
+        saes,
+        lambda: cache.batches(hook, args.batch_size, shuffle=True, seed=args.seed),
+        cfg,
+        out_dir=out,
+        eval_batches=lambda: _limit(cache.batches(hook, args.batch_size, shuffle=False), args.eval_tokens),
+        progress=not args.no_progress,
+        resume=args.resume,
+    )
+    summary = {
+        "activations": str(args.activations), "hook": hook, "d_in": d_in, "width": args.width,
+        "steps": cfg.total_steps, "batch_size": args.batch_size,
+        "saes": {
+            name: {
+                "l0": m["eval_l0"], "nmse": m["eval_nmse"], "explained_variance": m["eval_explained_variance"],
+                "dead_fraction": m["eval_dead_fraction"], "loss": m.get("loss"), "tokens": m["tokens"],
+                "tokens_per_s": m["tokens_per_s"], "folder": str(out / name),
+            }
+            for name, m in metrics.items()
+        },
+    }
+    tmp = out / f"summary.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, out / "summary.json")
+    print(f"trained {len(saes)} SAE(s) of width {args.width} on {hook} ({summary['saes'][archs[0]]['tokens']} "
+          f"tokens each); evaluated on {min(args.eval_tokens, cache.n_tokens)} tokens")
+    print(f"{'sae':<10} {'L0':>8} {'NMSE':>8} {'dead':>6} {'tokens/s':>10}")
+    for name, row in summary["saes"].items():
+        print(f"{name:<10} {row['l0']:>8.2f} {row['nmse']:>8.4f} {row['dead_fraction']:>6.3f} "
+              f"{row['tokens_per_s']:>10,.0f}")
+    print(f"wrote {', '.join(f'{out / n}/' for n in saes)} and {out / 'summary.json'}")
+    return 0

@@ -1,0 +1,120 @@
+"""The training configuration: a flat dataclass that only validates.
+
+It says how long to train, how to step (Adam with warmup then cosine decay, gradient clipping, sparsity
+coefficient warmup), when a latent counts as dead, and when to log, evaluate and checkpoint. It knows nothing of
+the architectures (their own configs hold their coefficients) nor of devices (read from each SAE's weights).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from spade_lens.errors import SpadeLensError
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpadeLensError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_float(name: str, value: object, *, strictly_positive: bool) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(float(value))
+    if ok:
+        ok = float(value) > 0 if strictly_positive else float(value) >= 0
+    if not ok:
+        raise SpadeLensError(f"{name} must be a finite number {'> 0' if strictly_positive else '>= 0'}, got {value!r}")
+
+
+@dataclass
+class SAETrainConfig:
+    """How :func:`spade_lens.training.train_saes` trains. Give exactly one of ``total_tokens`` and ``steps``."""
+
+    total_tokens: int | None = None
+    """Tokens to train on; the run takes ``ceil(total_tokens / batch_size)`` steps. Exclusive with ``steps``."""
+    steps: int | None = None
+    """Number of optimiser steps (one batch each). Exclusive with ``total_tokens``."""
+    batch_size: int = 4096
+    """Tokens per batch the stream is expected to give (sets the step count from ``total_tokens``; the stream's
+    own batches are used as they come)."""
+    lr: float = 1e-3
+    """Peak Adam learning rate, reached at the end of the warmup."""
+    final_lr: float | None = None
+    """Learning rate at the last step, reached by cosine decay; None means ``lr / 100`` (the reference recipe:
+    1e-2 decaying to 1e-4)."""
+    warmup_steps: int = 0
+    """Steps of linear learning-rate warmup from 0 to ``lr``."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    """Adam's (beta1, beta2)."""
+    grad_clip: float = 1.0
+    """Maximum global gradient norm per SAE; 0 disables clipping."""
+    sparsity_warmup_steps: int = 0
+    """Steps over which the coefficient ``s`` on each SAE's ``sparsity_loss`` rises linearly to 1 (0: s = 1)."""
+    dead_window_tokens: int = 262_144
+    """A latent is dead when it has not fired (z > 1e-6) on any of the last this-many training tokens; the dead
+    mask goes to ``sae(x, dead_mask=...)`` (TopK's AuxK) and the dead fraction to the logs."""
+    normalize: bool = True
+    """Estimate the normalisation (mean, and scale with ``E||x_n||^2 = d_in``) from the first ``norm_batches``
+    batches and give it to every SAE with ``set_normalization``; False leaves the SAEs' statistics as they are."""
+    norm_batches: int = 8
+    """Batches used to estimate the normalisation (they are still trained on)."""
+    log_every: int = 50
+    """Steps between log lines (JSON lines, progress bar, Weights & Biases); the last step is always logged."""
+    eval_every: int = 0
+    """Steps between evaluations on the ``eval_batches`` given to ``train_saes`` (0: only at the end)."""
+    checkpoint_every: int = 0
+    """Steps between checkpoints in ``out_dir`` (0: only on Ctrl-C)."""
+    save_saes: bool = True
+    """Save each trained SAE to ``out_dir/<name>/`` (``sae.save``) at the end, when ``out_dir`` is given."""
+    wandb: bool = False
+    """Also log to Weights & Biases, if the ``wandb`` package is importable (otherwise a warning)."""
+    wandb_project: str = "spade-lens"
+    """Weights & Biases project name."""
+
+    def __post_init__(self) -> None:
+        if (self.total_tokens is None) == (self.steps is None):
+            raise SpadeLensError(
+                f"give exactly one of total_tokens and steps, got total_tokens={self.total_tokens!r}, "
+                f"steps={self.steps!r}"
+            )
+        if self.total_tokens is not None:
+            _check_int("total_tokens", self.total_tokens, 1)
+        if self.steps is not None:
+            _check_int("steps", self.steps, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_float("lr", self.lr, strictly_positive=True)
+        if self.final_lr is not None:
+            _check_float("final_lr", self.final_lr, strictly_positive=False)
+        _check_int("warmup_steps", self.warmup_steps, 0)
+        betas = self.adam_betas
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(
+            not isinstance(b, bool) and isinstance(b, (int, float)) and 0 <= b < 1 for b in betas
+        )):
+            raise SpadeLensError(f"adam_betas must be two numbers in [0, 1), got {betas!r}")
+        _check_float("grad_clip", self.grad_clip, strictly_positive=False)
+        _check_int("sparsity_warmup_steps", self.sparsity_warmup_steps, 0)
+        _check_int("dead_window_tokens", self.dead_window_tokens, 1)
+        _check_int("norm_batches", self.norm_batches, 1)
+        _check_int("log_every", self.log_every, 1)
+        _check_int("eval_every", self.eval_every, 0)
+        _check_int("checkpoint_every", self.checkpoint_every, 0)
+        if not isinstance(self.wandb_project, str) or not self.wandb_project:
+            raise SpadeLensError(f"wandb_project must be a non-empty str, got {self.wandb_project!r}")
+
+    @property
+    def total_steps(self) -> int:
+        """Number of optimiser steps of the run."""
+        if self.steps is not None:
+            return self.steps
+        assert self.total_tokens is not None
+        return -(-self.total_tokens // self.batch_size)
+
+    @property
+    def end_lr(self) -> float:
+        """The learning rate at the last step."""
+        return self.lr / 100 if self.final_lr is None else float(self.final_lr)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of the fields."""
+        return asdict(self)

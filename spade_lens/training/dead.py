@@ -1,0 +1,44 @@
+"""Dead-latent tracking over a window of training tokens.
+
+Each latent keeps the number of tokens seen since it last fired (``z > ACTIVE_THRESHOLD`` on some token of a
+batch). A latent is dead when that count reaches the window. Counters start at 0, so no latent is dead before a
+full window has passed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+ACTIVE_THRESHOLD = 1e-6
+"""A latent is active on a token when its value exceeds this (DESIGN.md section 4)."""
+
+
+class DeadLatentTracker:
+    """Tokens since each of ``d_sae`` latents last fired; ``dead_mask`` marks those silent for ``window`` tokens."""
+
+    def __init__(self, d_sae: int, window: int, device: torch.device | str = "cpu") -> None:
+        self.window = int(window)
+        self.tokens_since_fired = torch.zeros(d_sae, dtype=torch.int64, device=device)  # (d_sae,)
+
+    @torch.no_grad()
+    def update(self, z: Tensor) -> Tensor:
+        """Count a batch of latents ``z`` (batch, d_sae); returns the bool (d_sae,) mask of latents that fired."""
+        fired = z.amax(0) > ACTIVE_THRESHOLD  # (d_sae,): one reduction, no (batch, d_sae) bool temporary
+        self.tokens_since_fired.add_(z.shape[0]).masked_fill_(fired, 0)
+        return fired
+
+    @property
+    def dead_mask(self) -> Tensor:
+        """bool (d_sae,): latents that have not fired on the last ``window`` tokens."""
+        return self.tokens_since_fired >= self.window
+
+    def dead_fraction(self) -> float:
+        """Fraction of latents currently dead."""
+        return float(self.dead_mask.float().mean())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"tokens_since_fired": self.tokens_since_fired.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.tokens_since_fired.copy_(state["tokens_since_fired"])
