@@ -1,0 +1,61 @@
+"""``spade-lens harvest``: capture a saved model's activations over a saved corpus into an on-disk cache.
+
+A thin wrapper over :func:`hooks.harvest`, which works for any TransformerLens model (a ``HookedTransformer``
+you built or loaded yourself, or a ``TransformerBridge``) and any source of token ids; from Python::
+
+    from hooks import harvest, ActivationCache
+    cache = harvest(model, dataset["train"], ["blocks.0.hook_resid_post"], "runs/acts")
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "harvest",
+        help="cache a model's activations (with per-token labels) over a corpus, resumably",
+        description="Run the model saved in --model (`spade-lens train-lm`) over one split of the corpus in "
+        "--corpus (`spade-lens corpus`) and write the activations at each --hook, with every token's "
+        "labels (pos, phrase, depth, token id, position, sequence index), as safetensors shards plus "
+        "manifest.json in --out. BOS, EOS and padding are left out. Run the same command again to resume an "
+        "interrupted harvest; a finished one is reused.",
+    )
+    p.add_argument("--model", required=True, help="model folder (from `spade-lens train-lm`)")
+    p.add_argument("--corpus", required=True, help="corpus folder (from `spade-lens corpus`)")
+    p.add_argument("--hook", action="append", required=True, metavar="NAME",
+                   help="hook point, e.g. blocks.0.hook_resid_post (repeat for several; one forward serves all)")
+    p.add_argument("--out", required=True, help="cache folder to write (or resume)")
+    p.add_argument("--split", default="train", help="corpus split (default: train)")
+    p.add_argument("--max-tokens", type=int, default=None, help="stop after N tokens (default: whole split)")
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass (default: 64)")
+    p.add_argument("--shard-tokens", type=int, default=2**16, help="rows per shard (default: 65536)")
+    p.add_argument("--dtype", choices=sorted(_DTYPES), default=None,
+                   help="stored dtype (default: the model's)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hooks import harvest
+    from pcfg import load_corpus
+    from spade_lens.errors import SpadeLensError
+    from spade_lens.lm import load_lm
+
+    model = load_lm(args.model, device=args.device)
+    corpus = load_corpus(args.corpus)
+    if args.split not in corpus.dataset:
+        raise SpadeLensError(f"--split: the corpus has no split {args.split!r}; splits: {sorted(corpus.dataset)}")
+    cache = harvest(model, corpus.dataset[args.split], args.hook, args.out, max_tokens=args.max_tokens,
+                    shard_tokens=args.shard_tokens, batch_size=args.batch_size,
+                    dtype=_DTYPES[args.dtype] if args.dtype else None, progress=not args.no_progress)
+    dims = ", ".join(f"{h} (d={d})" for h, d in cache.dims.items())
+    print(f"harvested {cache.n_tokens} tokens of split {args.split!r} in {len(cache.shard_rows)} shards: {dims}")
+    print(f"labels: {', '.join(cache.label_columns)} (+ token_id, position, seq_index) -> {cache.path}")
+    return 0

@@ -1,0 +1,151 @@
+"""harvest + ActivationCache: exact round trip, shuffled reading, resume after a crash, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _hooks_helpers import (
+    HOOK,
+    FailingBatches,
+    coded_dataset,
+    coded_source,
+    padded_batches,
+    tiny_bridge,
+    tiny_ht,
+)
+
+from hooks import ActivationCache, HooksError, capture_activations, harvest
+
+HOOK1 = "blocks.1.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_ht()
+
+
+def test_round_trip_is_exact_and_metadata_complete(model, tmp_path):
+    ds = coded_dataset(30)
+    cache = harvest(model, ds, [HOOK, HOOK1], tmp_path / "c", shard_tokens=40, batch_size=4, progress=False)
+    direct = list(capture_activations(model, ds, [HOOK, HOOK1], batch_size=4))
+    assert cache.n_tokens == sum(map(len, direct)) and len(cache.shard_rows) > 2
+    for hook in (HOOK, HOOK1):
+        loaded = cache.load(hook)
+        assert torch.equal(loaded.acts, torch.cat([b.acts[hook] for b in direct]))
+        assert torch.equal(loaded.labels["seq_index"], torch.cat([b.seq_index for b in direct]))
+        assert torch.equal(loaded.labels["kind"], torch.cat([b.labels["kind"] for b in direct]))
+    assert cache.d_in == 16 and cache.dims == {HOOK: 16, HOOK1: 16} and cache.complete
+    assert cache.label_names == {"kind": ["a", "b", "c"]} and cache.label_columns == ["kind", "code"]
+    meta = cache.metadata
+    assert meta["model"]["class"] == "HookedTransformer" and meta["hook_names"] == [HOOK, HOOK1]
+    assert meta["dtype"] == "torch.float32" and "shards" not in meta
+    assert sorted(p.name for p in (tmp_path / "c").rglob("*.tmp-*")) == []
+
+
+def test_shuffled_batches_cover_every_row_once_with_labels_aligned(model, tmp_path):
+    cache = harvest(model, coded_source(40), [HOOK], tmp_path / "c", shard_tokens=30, batch_size=4,
+                    progress=False)
+    full = cache.load(HOOK)
+    batches = list(cache.batches(HOOK, 16, seed=1))
+    assert all(len(b) == 16 for b in batches[:-1])
+    rows = torch.cat([b.labels["code"] for b in batches])
+    assert sorted(rows.tolist()) == sorted(full.labels["code"].tolist())
+    assert not torch.equal(rows, full.labels["code"])  # shuffled across the epoch
+    lookup = {int(c): i for i, c in enumerate(full.labels["code"])}
+    for b in batches:
+        assert torch.equal(b.labels["code"], b.labels["seq_index"] * 1000 + b.labels["position"])
+        assert torch.equal(b.acts, full.acts[[lookup[int(c)] for c in b.labels["code"]]])
+    again = torch.cat([b.labels["code"] for b in cache.batches(HOOK, 16, seed=1)])
+    assert torch.equal(rows, again)
+    ordered = torch.cat([b.acts for b in cache.batches(HOOK, 16, shuffle=False)])
+    assert torch.equal(ordered, full.acts)
+    stats = cache.norm_stats(HOOK, n=10_000)
+    assert stats.d == 16 and stats.scale > 0
+
+
+def test_interrupted_harvest_resumes_without_duplicates_or_gaps(model, tmp_path):
+    batches = padded_batches(40, batch=4)  # 10 forward batches
+    ref = harvest(model, FailingBatches(batches), [HOOK], tmp_path / "ref", shard_tokens=20, progress=False)
+    with pytest.raises(RuntimeError, match="failed on purpose"):
+        harvest(model, FailingBatches(batches, fail_after=6), [HOOK], tmp_path / "c", shard_tokens=20,
+                progress=False)
+    partial = ActivationCache(tmp_path / "c", allow_incomplete=True)
+    assert not partial.complete and 0 < partial.n_tokens < ref.n_tokens
+    with pytest.raises(HooksError, match="is incomplete .* run the same harvest again to resume"):
+        ActivationCache(tmp_path / "c")
+    resumed = harvest(model, FailingBatches(batches), [HOOK], tmp_path / "c", shard_tokens=20, progress=False)
+    got, want = resumed.load(HOOK), ref.load(HOOK)
+    codes = got.labels["code"].tolist()
+    assert len(codes) == len(set(codes)) == ref.n_tokens  # no duplicates, no gaps
+    assert torch.equal(got.labels["code"], want.labels["code"]) and torch.equal(got.acts, want.acts)
+
+
+def test_resume_on_a_dataset_source_and_finished_harvest_is_reused(model, tmp_path):
+    ds = coded_dataset(24)
+    ref = harvest(model, ds, [HOOK], tmp_path / "ref", shard_tokens=10, batch_size=3, progress=False)
+    manifest = json.loads((tmp_path / "ref" / "manifest.json").read_text())
+    manifest["shards"], manifest["complete"] = manifest["shards"][:2], False  # as if killed after 2 shards
+    manifest["n_tokens"] = sum(s["n_rows"] for s in manifest["shards"])
+    manifest["n_sequences"] = manifest["shards"][-1]["seq_stop"]
+    (tmp_path / "ref" / "manifest.json").write_text(json.dumps(manifest))
+    resumed = harvest(model, ds, [HOOK], tmp_path / "ref", shard_tokens=10, batch_size=3, progress=False)
+    assert resumed.n_tokens == ref.n_tokens and torch.equal(resumed.load(HOOK).acts, ref.load(HOOK).acts)
+    mtime = (tmp_path / "ref" / "manifest.json").stat().st_mtime_ns
+    harvest(model, ds, [HOOK], tmp_path / "ref", progress=False)  # complete: nothing recomputed
+    assert (tmp_path / "ref" / "manifest.json").stat().st_mtime_ns == mtime
+
+
+def test_max_tokens_is_exact(model, tmp_path):
+    cache = harvest(model, coded_source(30), [HOOK], tmp_path / "c", max_tokens=50, shard_tokens=16,
+                    batch_size=4, progress=False)
+    assert cache.n_tokens == 50 and sum(cache.shard_rows) == 50 and len(cache.load(HOOK)) == 50
+
+
+def test_bridge_model_harvest_and_fp16_storage(tmp_path):
+    bridge = tiny_bridge()
+    cache = harvest(bridge, coded_source(10), [HOOK, "hook_embed"], tmp_path / "c", dtype=torch.float16,
+                    progress=False)
+    direct = torch.cat([b.acts[HOOK] for b in capture_activations(bridge, coded_source(10), [HOOK])])
+    got = cache.load(HOOK).acts
+    assert got.dtype == torch.float16 and torch.equal(got, direct.half())
+    assert cache.metadata["model"]["class"] == "TransformerBridge"
+
+
+def test_cache_refusals(model, tmp_path):
+    harvest(model, coded_source(8), [HOOK], tmp_path / "c", progress=False)
+    with pytest.raises(HooksError, match="holds a harvest with other model"):
+        harvest(tiny_ht(seed=1), coded_source(8), [HOOK], tmp_path / "c", progress=False)
+    with pytest.raises(HooksError, match="holds a harvest with other hook_names"):
+        harvest(model, coded_source(8), [HOOK1], tmp_path / "c", progress=False)
+    with pytest.raises(HooksError, match="holds a harvest with other max_tokens"):
+        harvest(model, coded_source(8), [HOOK], tmp_path / "c", max_tokens=5, progress=False)
+    with pytest.raises(HooksError, match="holds a harvest with label columns \\['code'\\], now \\[\\]"):
+        harvest(model, coded_source(8), [HOOK], tmp_path / "c", label_columns=[], progress=False)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.txt").write_text("x")
+    with pytest.raises(HooksError, match="exists and is not an activation cache"):
+        harvest(model, coded_source(8), [HOOK], tmp_path / "other", progress=False)
+    with pytest.raises(HooksError, match="is not an activation cache folder"):
+        ActivationCache(tmp_path / "other")
+    (tmp_path / "other" / "manifest.json").write_text('{"format": "something-else"}')
+    with pytest.raises(HooksError, match="is not an activation-cache manifest"):
+        ActivationCache(tmp_path / "other")
+    cache = ActivationCache(tmp_path / "c")
+    cache.check_model(model)
+    with pytest.raises(HooksError, match="model: this cache in .* was harvested from .*, not from the given model"):
+        cache.check_model(tiny_ht(seed=1))
+    with pytest.raises(HooksError, match=r"hook_name: 'blocks.1.hook_resid_post' is not in this cache"):
+        next(cache.batches(HOOK1, 4))
+    with pytest.raises(HooksError, match="batch_size: expected a positive integer"):
+        cache.batches(HOOK, 0)
+    with pytest.raises(HooksError, match="shard_tokens: expected a positive integer, got 0"):
+        harvest(model, coded_source(8), [HOOK], tmp_path / "d", shard_tokens=0, progress=False)
+    with pytest.raises(HooksError, match="hook_names: 'blocks.9.hook_resid_post' is not a hook point"):
+        harvest(model, coded_source(8), ["blocks.9.hook_resid_post"], tmp_path / "d", progress=False)
+    with pytest.raises(HooksError, match="source: expected a token tensor"):
+        harvest(model, 3, [HOOK], tmp_path / "d", progress=False)
+    with pytest.raises(HooksError, match="batch_size: expected a positive integer, got -1"):
+        harvest(model, coded_source(8), [HOOK], tmp_path / "d", batch_size=-1, progress=False)
+    assert not (tmp_path / "d").exists()  # bad arguments are refused before the folder is made
