@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spade_lens._atomic import atomic_dir
 from spade_lens.errors import SpadeLensError
 from spade_lens.probe import ProbeResult
 from spade_lens.report.markdown import render_markdown
@@ -59,14 +59,9 @@ def write_report(
         if not isinstance(res, ProbeResult):
             raise SpadeLensError(f"results[{name!r}]: received a {type(res).__name__}; expected a ProbeResult")
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        figures: list[str] = []
-        message = None
+    figures: list[str] = []
+    message = None
+    with atomic_dir(out) as tmp:
         if plots:
             try:
                 from spade_lens.report.figures import write_figures
@@ -77,14 +72,4 @@ def write_report(
         (tmp / "metrics.json").write_text(metrics_json(results), encoding="utf-8")
         md = render_markdown(results, title=title, label=label, figures=figures, plots_note=message)
         (tmp / "report.md").write_text(md, encoding="utf-8")
-        if out.exists():
-            old = out.parent / f"{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return ReportFiles(out, out / "report.md", out / "metrics.json", [out / f for f in figures], message)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from spade_lens._atomic import atomic_dir
 from spade_lens.errors import SpadeLensError
 from spade_lens.saes.base import SAE
 from spade_lens.saes.registry import get_sae_class, list_architectures
@@ -96,28 +95,13 @@ def save_sae(sae: SAE, path: str | Path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise SpadeLensError(f"path {str(path)!r} exists and is not a folder; expected a folder to write the SAE to")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{path.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with atomic_dir(path) as tmp:
         _, weights = sae.saelens_state()
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS_FILENAME))
         state = {k: v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}
         save_file(state, str(tmp / STATE_FILENAME))
         with open(tmp / CFG_FILENAME, "w") as f:
             json.dump(saelens_cfg(sae), f, indent=2)
-        if path.exists():
-            old = path.parent / f"{path.name}.old-{os.getpid()}"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return path
 
 
