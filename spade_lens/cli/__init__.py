@@ -17,6 +17,12 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "corpus",
     "grammar",
+    "train_lm",
+    "sample",
+    "harvest",
+    "train_sae",
+    "probe",
+    "run",
 )
 
 

@@ -1,0 +1,216 @@
+"""``spade-lens run``: the whole pipeline on defaults, one stage after another.
+
+Stages and their folders under ``out``::
+
+    corpus/        pcfg corpus of the grammar (datasets folder + tokenizer + grammar)
+    lm/            the small HookedTransformer trained on it (checkpoints in lm/checkpoint while training)
+    activations/   activations at ``hook`` on sentence tokens only, with their labels (hooks cache)
+    saes/<arch>/   one SAE folder per architecture (SAELens layout)
+    report/        report.md, metrics.json and figures of the concept probe
+
+Every stage writes its folder atomically or resumes from its own checkpoint, and a stage whose output already
+exists is skipped, so an interrupted run continues where it stopped when started again with the same ``out``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spade_lens.errors import SpadeLensError
+
+ARCHITECTURES: tuple[str, ...] = ("relu", "topk", "jumprelu", "spade")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Sizes of one pipeline run; :meth:`default` and :meth:`quick` are the two presets of the CLI."""
+
+    grammar: str = "english"
+    """Built-in grammar name or path to a .pcfg file."""
+    n_sentences: int = 20_000
+    """Sentences in the corpus (train + validation)."""
+    lm_steps: int = 2_000
+    """Training steps of the language model."""
+    lm_batch_size: int = 128
+    """Sequences per LM training batch."""
+    hook: str = "blocks.0.hook_resid_post"
+    """Hook point whose activations the SAEs read."""
+    max_tokens: int = 200_000
+    """Tokens of activations harvested (sentence tokens only)."""
+    width: int = 256
+    """Latents per SAE."""
+    sae_steps: int = 2_000
+    """Training steps of the SAEs (all trained side by side on the same batches)."""
+    sae_batch_size: int = 1024
+    """Activations per SAE training batch."""
+    sae_lr: float = 1e-3
+    """Peak Adam learning rate of the SAEs (cosine decay to a hundredth)."""
+    probe_tokens: int = 50_000
+    """Tokens of held-out (validation-split) activations the probe reads."""
+    judge_samples: int = 1_000
+    """Samples of the trained model checked by the grammar's parser."""
+    sae_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-architecture keyword arguments (sparsity coefficients, k), merged over :data:`SAE_DEFAULTS`."""
+    seed: int = 0
+    """Seed of every stage."""
+
+    def __post_init__(self) -> None:
+        for name in ("n_sentences", "lm_steps", "lm_batch_size", "max_tokens", "width", "sae_steps",
+                     "sae_batch_size", "probe_tokens", "judge_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise SpadeLensError(f"RunConfig.{name}: expected a positive integer, got {value!r}")
+        unknown = set(self.sae_kwargs) - set(ARCHITECTURES)
+        if unknown:
+            raise SpadeLensError(f"RunConfig.sae_kwargs: unknown architectures {sorted(unknown)}, "
+                                 f"expected some of {list(ARCHITECTURES)}")
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> RunConfig:
+        """A tiny run (well under a minute on 2 CPU cores) for smoke tests; its numbers mean little."""
+        sizes = dict(n_sentences=600, lm_steps=60, lm_batch_size=32, max_tokens=6_000, width=64,
+                     sae_steps=60, sae_batch_size=256, probe_tokens=2_000, judge_samples=50)
+        return cls(**{**sizes, **overrides})
+
+
+# Sparsity settings of the four SAEs on the default run, chosen so they are compared at similar L0
+# (see the README's headline table); RunConfig.sae_kwargs overrides them per architecture.
+SAE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "relu": {},
+    "topk": {},
+    "jumprelu": {},
+    "spade": {},
+}
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_pipeline` produced: the folders of each stage and the probe results."""
+
+    out: Path
+    lm_grammaticality: float | None
+    probe: dict[str, Any]
+    report_dir: Path
+
+
+def _corpus_stage(cfg: RunConfig, folder: Path, say: Say, progress: bool) -> Any:
+    from pcfg import PCFGError, build_corpus, load_corpus, load_grammar, save_corpus
+
+    try:
+        corpus = load_corpus(folder)
+        say(f"[1/5] corpus: {folder} exists, skipped")
+        return corpus
+    except PCFGError:
+        pass
+    say(f"[1/5] corpus: {cfg.n_sentences} sentences of grammar {cfg.grammar!r} -> {folder}")
+    corpus = build_corpus(load_grammar(cfg.grammar), n=cfg.n_sentences, seed=cfg.seed, progress=progress)
+    save_corpus(corpus, folder)
+    return load_corpus(folder)
+
+
+def _lm_stage(cfg: RunConfig, corpus: Any, folder: Path, say: Say, progress: bool,
+              device: str) -> tuple[Any, float | None]:
+    from spade_lens.lm import LMConfig, LMTrainConfig, judge_lm, load_lm, train_lm
+
+    if (folder / "config.json").is_file():
+        say(f"[2/5] language model: {folder} exists, skipped")
+        return load_lm(folder, device=device), None
+    say(f"[2/5] language model: {cfg.lm_steps} steps -> {folder}")
+    train_cfg = LMTrainConfig(steps=cfg.lm_steps, batch_size=cfg.lm_batch_size, seed=cfg.seed,
+                              warmup_steps=min(100, cfg.lm_steps // 10))
+    model = train_lm(corpus, LMConfig(init_seed=cfg.seed), train_cfg, folder, progress=progress, resume=True,
+                     device=device)
+    verdict = judge_lm(model, corpus.grammar, n=cfg.judge_samples, seed=cfg.seed)
+    say(f"      grammatical samples: {verdict.grammaticality:.1%} of {cfg.judge_samples}")
+    return model, verdict.grammaticality
+
+
+def _harvest_stage(model: Any, split: Any, folder: Path, cfg: RunConfig, max_tokens: int, step: str,
+                   say: Say, progress: bool) -> Any:
+    from hooks import ActivationCache, HooksError, harvest
+
+    try:
+        cache = ActivationCache(folder)
+        say(f"[{step}] activations: {folder} exists, skipped")
+        return cache
+    except HooksError:  # missing, or an interrupted harvest that harvest() resumes
+        pass
+    say(f"[{step}] activations at {cfg.hook} (up to {max_tokens} sentence tokens) -> {folder}")
+    return harvest(model, split, [cfg.hook], folder, max_tokens=max_tokens, progress=progress)
+
+
+def _sae_stage(cfg: RunConfig, cache: Any, folder: Path, say: Say, progress: bool,
+               device: str) -> dict[str, Any]:
+    from spade_lens.saes import create_sae, load_sae
+    from spade_lens.training import SAETrainConfig, train_saes
+
+    if all((folder / arch / "cfg.json").is_file() for arch in ARCHITECTURES):
+        say(f"[4/5] SAEs: {folder} holds all of {', '.join(ARCHITECTURES)}, skipped")
+        return {arch: load_sae(folder / arch, device=device) for arch in ARCHITECTURES}
+    resume = (folder / "checkpoint.pt").is_file()
+    say(f"[4/5] SAEs: {', '.join(ARCHITECTURES)} with {cfg.width} latents, {cfg.sae_steps} steps"
+        f"{' (resumed)' if resume else ''} -> {folder}")
+    model_name = str(cache.metadata.get("model", {}).get("name", ""))
+    saes = {
+        arch: create_sae(arch, d_in=cache.dims[cfg.hook], d_sae=cfg.width, seed=cfg.seed, hook_name=cfg.hook,
+                         model_name=model_name, device=device, **{**SAE_DEFAULTS[arch], **cfg.sae_kwargs.get(arch, {})})
+        for arch in ARCHITECTURES
+    }
+    train_cfg = SAETrainConfig(steps=cfg.sae_steps, batch_size=cfg.sae_batch_size, lr=cfg.sae_lr,
+                               checkpoint_every=max(1, cfg.sae_steps // 10))
+
+    def batches() -> Any:
+        return cache.batches(cfg.hook, cfg.sae_batch_size, shuffle=True, seed=cfg.seed)
+
+    train_saes(saes, batches, train_cfg, out_dir=folder, progress=progress, resume=resume)
+    return {arch: load_sae(folder / arch, device=device) for arch in ARCHITECTURES}
+
+
+def _probe_stage(saes: dict[str, Any], cache: Any, folder: Path, cfg: RunConfig, say: Say,
+                 progress: bool) -> dict[str, Any]:
+    from spade_lens.probe import probe_saes
+    from spade_lens.report import write_report
+
+    say(f"[5/5] probe: part-of-speech F1, per-concept L0, co-occurrence on held-out tokens -> {folder}")
+    results = probe_saes(saes, cache.batches(cfg.hook, 4096, shuffle=False), label="pos",
+                         label_names=cache.label_names["pos"], progress=progress)
+    files = write_report(results, folder, title="spade-lens run: parts of speech", label="pos")
+    if files.message:
+        say(files.message)
+    return results
+
+
+def run_pipeline(out: str | Path, cfg: RunConfig | None = None, *, say: Say = _quiet,
+                 progress: bool = True, device: str | None = None) -> RunResult:
+    """Run every stage of the pipeline into ``out``, skipping the stages whose outputs exist.
+
+    ``device``: where the model and SAEs run (default: ``cuda`` when available, else ``cpu``); results are
+    bit-reproducible on CPU.
+    ``say`` receives one line per stage (the CLI prints them). Returns the probe results of the SAEs on the
+    validation sentences' activations (never seen in training), whose report is in ``out/report``.
+    """
+    cfg = cfg or RunConfig()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = _corpus_stage(cfg, out / "corpus", say, progress)
+    model, rate = _lm_stage(cfg, corpus, out / "lm", say, progress, device)
+    train_cache = _harvest_stage(model, corpus.dataset["train"], out / "activations" / "train", cfg,
+                                 cfg.max_tokens, "3/5", say, progress)
+    val_cache = _harvest_stage(model, corpus.dataset["validation"], out / "activations" / "validation", cfg,
+                               cfg.probe_tokens, "3/5", say, progress)
+    saes = _sae_stage(cfg, train_cache, out / "saes", say, progress, device)
+    report = out / "report"
+    results = _probe_stage(saes, val_cache, report, cfg, say, progress)
+    return RunResult(out=out, lm_grammaticality=rate, probe=results, report_dir=report)
