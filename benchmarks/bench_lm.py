@@ -52,7 +52,7 @@ def main() -> None:
 
     defaults = LMTrainConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-sentences", type=int, default=20_000)
+    parser.add_argument("--n-sentences", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)

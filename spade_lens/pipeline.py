@@ -32,9 +32,9 @@ class RunConfig:
 
     grammar: str = "english"
     """Built-in grammar name or path to a .pcfg file."""
-    n_sentences: int = 20_000
+    n_sentences: int = 100_000
     """Sentences in the corpus (train + validation)."""
-    lm_steps: int = 2_000
+    lm_steps: int = 6_000
     """Training steps of the language model."""
     lm_batch_size: int = 128
     """Sequences per LM training batch."""
