@@ -18,13 +18,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from spade_lens.probe import probe_saes
+from spade_lens.reference import build_saes, train_and_probe
 from spade_lens.report import write_report
-from spade_lens.saes import create_sae
 from spade_lens.synthetic import HETEROGENEITY_DIMS, heterogeneity_dataset
-from spade_lens.training import SAETrainConfig, estimate_normalization, train_saes
 
 TOPK_KS = (8, 16, 32, 64, 128)
 """TopK at these k: each lies just above one of the intrinsic dimensions 6, 14, 30, 62, 126."""
@@ -49,18 +45,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-plots", action="store_true", help="write the report without PNG figures")
     return p.parse_args()
-
-
-def build_saes(width: int, seed: int, x_train: torch.Tensor, d: int):
-    mean, scale = estimate_normalization([x_train])
-    saes = {}
-    for i, (name, (arch, kwargs)) in enumerate(ARCHS.items()):
-        sae = create_sae(arch, d_in=d, d_sae=width, seed=seed + i, **kwargs)
-        sae.set_normalization(mean, scale)
-        if hasattr(sae, "init_prototypes_from_data"):
-            sae.init_prototypes_from_data(x_train[:20_000], seed=seed)
-        saes[name] = sae
-    return saes, (mean, scale)
 
 
 def plot(results, dims, path: Path) -> None:
@@ -98,13 +82,9 @@ def main() -> None:
     dims = list(HETEROGENEITY_DIMS)
     x, labels, names = heterogeneity_dataset(args.n, seed=args.seed)
     x_eval, labels_eval, _ = heterogeneity_dataset(args.n_eval, seed=args.seed + 1000, means_seed=args.seed)
-    saes, norm = build_saes(args.width, args.seed, x, x.shape[1])
-    cfg = SAETrainConfig(total_tokens=args.n, batch_size=args.batch_size, lr=1e-2, final_lr=1e-4, grad_clip=1.0)
-    train_saes(saes, list(x.split(args.batch_size)), cfg, norm_stats=norm, progress=not args.no_progress)
-    for sae in saes.values():
-        sae.eval()
-    batches = list(zip(x_eval.split(4096), labels_eval.split(4096), strict=True))
-    results = probe_saes(saes, batches, label_names=names, progress=False)
+    saes, norm = build_saes(ARCHS, args.width, args.seed, x)
+    results = train_and_probe(saes, norm, x, x_eval, labels_eval, names, batch_size=args.batch_size,
+                              progress=not args.no_progress)
 
     print(f"heterogeneity: {args.n} training points, width {args.width}, probed on {args.n_eval} points")
     header = f"{'SAE':<10}{'L0':>7}{'NMSE':>7} | " + "".join(f"{'L0@' + str(d):>8}" for d in dims)

@@ -19,11 +19,9 @@ from pathlib import Path
 
 import torch
 
-from spade_lens.probe import probe_saes
+from spade_lens.reference import build_saes, train_and_probe
 from spade_lens.report import write_report
-from spade_lens.saes import create_sae
 from spade_lens.synthetic import separability_dataset
-from spade_lens.training import SAETrainConfig, estimate_normalization, train_saes
 
 ARCHS = {  # architecture -> its sparsity setting (chosen for L0 of a few latents per point)
     "relu": {"l1_coefficient": 0.1},
@@ -48,18 +46,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-plots", action="store_true", help="write the report without PNG figures")
     return p.parse_args()
-
-
-def build_saes(width: int, seed: int, x_train: torch.Tensor) -> dict:
-    mean, scale = estimate_normalization([x_train])
-    saes = {}
-    for i, (arch, kwargs) in enumerate(ARCHS.items()):
-        sae = create_sae(arch, d_in=2, d_sae=width, seed=seed + i, **kwargs)
-        sae.set_normalization(mean, scale)
-        if hasattr(sae, "init_prototypes_from_data"):
-            sae.init_prototypes_from_data(x_train[:10_000], seed=seed)
-        saes[arch] = sae
-    return saes, (mean, scale)
 
 
 def plot_receptive_fields(saes, results, names, x, labels, path: Path) -> None:
@@ -95,13 +81,10 @@ def main() -> None:
     args = parse_args()
     x, labels, names = separability_dataset(args.n, seed=args.seed)
     x_eval, labels_eval, _ = separability_dataset(args.n_eval, seed=args.seed + 1000)
-    saes, norm = build_saes(args.width, args.seed, x)
-    cfg = SAETrainConfig(total_tokens=args.n, batch_size=args.batch_size, lr=1e-2, final_lr=1e-4, grad_clip=1.0)
-    train_saes(saes, list(x.split(args.batch_size)), cfg, norm_stats=norm, progress=not args.no_progress)
-    for sae in saes.values():
-        sae.eval()
-    batches = list(zip(x_eval.split(4096), labels_eval.split(4096), strict=True))
-    results = probe_saes(saes, batches, label_names=names, progress=False)
+    archs = {arch: (arch, kwargs) for arch, kwargs in ARCHS.items()}
+    saes, norm = build_saes(archs, args.width, args.seed, x, prototype_sample=10_000)
+    results = train_and_probe(saes, norm, x, x_eval, labels_eval, names, batch_size=args.batch_size,
+                              progress=not args.no_progress)
 
     print(f"separability: {args.n} training points, width {args.width}, probed on {args.n_eval} fresh points")
     print(f"{'cluster':<10}" + "".join(f"{n:>10}" for n in results))

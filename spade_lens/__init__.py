@@ -13,9 +13,9 @@ Names are imported on first use, so ``import spade_lens`` (and the command line)
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from spade_lens._lazy import lazy_exports
 from spade_lens.errors import SpadeLensError
 
 __version__ = "0.1.0"
@@ -65,13 +65,4 @@ if TYPE_CHECKING:
     from spade_lens.training import SAETrainConfig, train_saes
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'spade_lens' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

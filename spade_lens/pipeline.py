@@ -177,7 +177,9 @@ def _sae_stage(cfg: RunConfig, cache: Any, folder: Path, say: Say, progress: boo
         return cache.batches(cfg.hook, cfg.sae_batch_size, shuffle=True, seed=cfg.seed)
 
     train_saes(saes, batches, train_cfg, out_dir=folder, progress=progress, resume=resume)
-    return {arch: load_sae(folder / arch, device=device) for arch in ARCHITECTURES}
+    for sae in saes.values():  # trained in place; the same weights are saved in folder/<arch>
+        sae.eval()
+    return saes
 
 
 def _probe_stage(saes: dict[str, Any], cache: Any, folder: Path, cfg: RunConfig, say: Say,

@@ -16,8 +16,9 @@ does not pull in TransformerLens.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from spade_lens._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "LMConfig": "config",
@@ -56,13 +57,4 @@ if TYPE_CHECKING:
     from spade_lens.lm.train import fit, train_lm
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'spade_lens.lm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"spade_lens.lm.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, {name: f"{__name__}.{module}" for name, module in _EXPORTS.items()})
