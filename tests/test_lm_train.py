@@ -118,3 +118,19 @@ def test_training_into_an_unrelated_folder_is_refused_before_training(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(SpadeLensError, match=r"out_dir .* exists and is not a model folder"):
         train_lm(tiny_corpus(), TINY, tiny_train(3), tmp_path, progress=False)
+
+
+def test_two_trainings_with_one_seed_are_bit_identical_on_two_threads():
+    """On more than one thread the embedding gradient used to accumulate in a timing-dependent order (last bits
+    differed between calls); training switches torch's deterministic algorithms on for CPU runs and restores the
+    caller's setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = [train_lm(tiny_corpus(), TINY, tiny_train(steps=6, batch_size=128, eval_every=0), None,
+                         progress=False).state_dict() for _ in range(4)]
+    finally:
+        torch.set_num_threads(before)
+    for other in runs[1:]:
+        assert [k for k in runs[0] if not torch.equal(runs[0][k], other[k])] == []
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -5,7 +5,8 @@ The loop: AdamW (decay on weight matrices only), linear warmup then cosine, grad
 loss without padding (see :mod:`spade_lens.lm.data` for why right padding is exact), a tqdm bar with the
 running loss, the validation loss every ``eval_every`` steps, a checkpoint every ``checkpoint_every`` steps,
 at the end and on Ctrl-C. ``resume=True`` continues from the checkpoint and, on CPU, ends with parameters
-bit-identical to an uninterrupted run's.
+bit-identical to an uninterrupted run's; on CPU every run with one seed gives the same bits, whatever the thread
+count's timing (torch's deterministic algorithms are on inside the loop: :mod:`spade_lens._determinism`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from spade_lens._determinism import deterministic_on_cpu
 from spade_lens.errors import SpadeLensError
 from spade_lens.lm.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from spade_lens.lm.config import RESULT_FIELDS, LMConfig, LMTrainConfig, resolve_config
@@ -143,7 +145,7 @@ def fit(
     in_step, saved_at = False, step
     model.train()
     try:
-        with _DeferredInterrupt() as interrupt:
+        with _DeferredInterrupt() as interrupt, deterministic_on_cpu(model.W_E.device):
             while step < cfg.steps:
                 in_step = True
                 loss = train_step(model, optimizer, scheduler, take(train, order.indices(step)), cfg.grad_clip)
