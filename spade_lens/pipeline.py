@@ -6,7 +6,8 @@ Stages and their folders under ``out``::
     lm/            the small HookedTransformer trained on it (checkpoints in lm/checkpoint while training)
     activations/   activations at ``hook`` on sentence tokens only, with their labels (hooks cache)
     saes/<arch>/   one SAE folder per architecture (SAELens layout)
-    report/        report.md, metrics.json and figures of the concept probe
+    report/        report.md, metrics.json and figures of the concept probe (six parts of speech)
+    report/paper_concepts/   the same probe with nouns and pronouns as one concept, as the SpaDE paper counts them
 
 Every stage writes its folder atomically or resumes from its own checkpoint, and a stage whose output already
 exists is skipped, so an interrupted run continues where it stopped when started again with the same ``out``.
@@ -90,6 +91,11 @@ SAE_DEFAULTS: dict[str, dict[str, Any]] = {
     "spade": {"kds_coefficient": 0.01},
 }
 
+# The SpaDE paper's own evaluation adds pronoun tokens to the noun concept (five concepts). In the default grammar
+# nouns and pronouns have the same right contexts, so a language model has no reason to tell them apart; the run
+# reports both views.
+PAPER_GROUPS: dict[str, list[str]] = {"N+Pro": ["N", "Pro"]}
+
 Say = Callable[[str], None]
 
 
@@ -105,6 +111,8 @@ class RunResult:
     lm_grammaticality: float | None
     probe: dict[str, Any]
     report_dir: Path
+    paper_probe: dict[str, Any] | None = None
+    """The probe with :data:`PAPER_GROUPS` merged (None when the grammar lacks N or Pro)."""
 
 
 def _corpus_stage(cfg: RunConfig, folder: Path, say: Say, progress: bool) -> Any:
@@ -183,17 +191,24 @@ def _sae_stage(cfg: RunConfig, cache: Any, folder: Path, say: Say, progress: boo
 
 
 def _probe_stage(saes: dict[str, Any], cache: Any, folder: Path, cfg: RunConfig, say: Say,
-                 progress: bool) -> dict[str, Any]:
+                 progress: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
     from spade_lens.probe import probe_saes
     from spade_lens.report import write_report
 
     say(f"[5/5] probe: part-of-speech F1, per-concept L0, co-occurrence on held-out tokens -> {folder}")
-    results = probe_saes(saes, cache.batches(cfg.hook, 4096, shuffle=False), label="pos",
-                         label_names=cache.label_names["pos"], progress=progress)
+    names = cache.label_names["pos"]
+    results = probe_saes(saes, cache.batches(cfg.hook, 4096, shuffle=False), label="pos", label_names=names,
+                         progress=progress)
     files = write_report(results, folder, title="spade-lens run: parts of speech", label="pos")
     if files.message:
         say(files.message)
-    return results
+    paper = None
+    if all(member in names for members in PAPER_GROUPS.values() for member in members):
+        paper = probe_saes(saes, cache.batches(cfg.hook, 4096, shuffle=False), label="pos", label_names=names,
+                           groups=PAPER_GROUPS, progress=progress)
+        write_report(paper, folder / "paper_concepts", label="pos",
+                     title="spade-lens run: parts of speech, nouns and pronouns as one concept (the SpaDE paper's count)")
+    return results, paper
 
 
 def run_pipeline(out: str | Path, cfg: RunConfig | None = None, *, say: Say = _quiet,
@@ -217,5 +232,5 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, *, say: Say = _q
                                cfg.probe_tokens, "3/5", say, progress)
     saes = _sae_stage(cfg, train_cache, out / "saes", say, progress, device)
     report = out / "report"
-    results = _probe_stage(saes, val_cache, report, cfg, say, progress)
-    return RunResult(out=out, lm_grammaticality=rate, probe=results, report_dir=report)
+    results, paper = _probe_stage(saes, val_cache, report, cfg, say, progress)
+    return RunResult(out=out, lm_grammaticality=rate, probe=results, report_dir=report, paper_probe=paper)

@@ -42,6 +42,18 @@ def test_quick_run_metrics_have_documented_keys(quick_run):
             assert 0.0 <= concept["best_f1"] <= 1.0
 
 
+def test_quick_run_also_reports_nouns_and_pronouns_as_one_concept(quick_run):
+    six = json.loads((quick_run / "report" / "metrics.json").read_text())
+    five = json.loads((quick_run / "report" / "paper_concepts" / "metrics.json").read_text())
+    assert set(five) == set(ARCHITECTURES)
+    for arch in ARCHITECTURES:
+        assert list(five[arch]["concepts"]) == ["Adj", "Adv", "Conj", "N+Pro", "V"]
+        assert five[arch]["l0"] == six[arch]["l0"]  # the same SAEs on the same tokens
+        for concept in ("Adj", "Adv", "Conj", "V"):
+            assert five[arch]["concepts"][concept] == six[arch]["concepts"][concept]
+    assert (quick_run / "report" / "paper_concepts" / "report.md").is_file()
+
+
 def test_rerun_skips_finished_stages(quick_run, capsys):
     before = (quick_run / "saes" / "spade" / "sae_weights.safetensors").read_bytes()
     assert main(["run", "--quick", "--no-progress", "--out", str(quick_run)]) == 0
@@ -50,6 +62,7 @@ def test_rerun_skips_finished_stages(quick_run, capsys):
     assert "SAEs: " in out and "skipped" in out
     assert (quick_run / "saes" / "spade" / "sae_weights.safetensors").read_bytes() == before
     assert "| spade |" in out  # the headline table
+    assert "| SAE | L0 | NMSE | Adj | Adv | Conj | N+Pro | V |" in out  # and the paper's five concepts
 
 
 def test_bad_run_config_is_a_clear_error():

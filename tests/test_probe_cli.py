@@ -69,9 +69,20 @@ def test_probe_cli_max_tokens_and_other_label(tiny_setup, capsys):
     assert "on 50 tokens" in capsys.readouterr().out
 
 
+def test_probe_cli_group_merges_concepts(tiny_setup, capsys):
+    root, dirs = tiny_setup
+    out = root / "report_grouped"
+    assert main(["probe", "--sae", dirs[0], "--activations", str(root / "cache"), "--out", str(out),
+                 "--no-progress", "--no-plots", "--group", "NV=N,V"]) == 0
+    assert "| SAE | L0 | NMSE | NV | Adj |" in capsys.readouterr().out
+    assert list(json.loads((out / "metrics.json").read_text())["relu"]["concepts"]) == ["NV", "Adj"]
+
+
 @pytest.mark.parametrize(
     ("extra", "match"),
     [
+        (["--group", "NV=N"], r"group: received 'NV=N'; expected NAME=A,B"),
+        (["--group", "NP=N,Det"], r"'Det' is not a concept"),
         (["--label", "phrase"], r"--label: 'phrase' is not a label column .*\['pos'\]"),
         (["--hook", "blocks.0.hook_mlp_out"], r"--hook: SAE 'relu' reads hook 'blocks.0.hook_mlp_out'"),
         (["--max-tokens", "0"], r"--max-tokens: received 0"),

@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hook", default=None,
                    help="hook to read from the cache (default: each SAE's own hook_name, or the cache's only hook)")
     p.add_argument("--label", default="pos", help="label column that names the concepts (default: pos)")
+    p.add_argument("--group", action="append", default=[], metavar="NAME=A,B",
+                   help="probe the concepts A, B, ... as one concept NAME (e.g. --group N+Pro=N,Pro, as the SpaDE "
+                   "paper counts nouns); repeat for several groups")
     p.add_argument("--max-tokens", type=int, default=None, help="probe at most this many tokens (default: all)")
     p.add_argument("--batch-size", type=int, default=4096, help="tokens per batch (default: 4096)")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder (replaced if it exists)")
@@ -45,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from hooks import ActivationCache
     from spade_lens.errors import SpadeLensError
     from spade_lens.probe import probe_saes
+    from spade_lens.probe.groups import parse_group
     from spade_lens.report import headline_table, write_report
     from spade_lens.saes import load_sae
 
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise SpadeLensError(f"--max-tokens: received {args.max_tokens}; expected a positive int")
     if args.batch_size <= 0:
         raise SpadeLensError(f"--batch-size: received {args.batch_size}; expected a positive int")
+    groups = dict(parse_group(text) for text in args.group)
     cache = ActivationCache(args.activations)
     if args.label not in cache.label_columns:
         raise SpadeLensError(
@@ -76,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     for hook, group in by_hook.items():
         results.update(probe_saes(
             group, cache.batches(hook, args.batch_size, shuffle=False), label=args.label,
-            label_names=label_names, max_tokens=args.max_tokens, progress=not args.no_progress,
+            label_names=label_names, max_tokens=args.max_tokens, groups=groups or None,
+            progress=not args.no_progress,
         ))
     results = {name: results[name] for name in saes}
     files = write_report(results, args.out, label=args.label, plots=not args.no_plots,

@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(headline_table(result.probe))
     print()
+    if result.paper_probe is not None:
+        print("Nouns and pronouns as one concept (N+Pro), as the SpaDE paper counts them:")
+        print(headline_table(result.paper_probe))
+        print()
     if result.lm_grammaticality is not None:
         print(f"language model: {result.lm_grammaticality:.1%} grammatical samples")
     print(f"report: {result.report_dir / 'report.md'} (metrics.json and figures beside it)")

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from spade_lens.errors import SpadeLensError
 from spade_lens.probe.counts import ProbeCounts
+from spade_lens.probe.groups import group_concepts, regroup
 from spade_lens.probe.result import ProbeResult, result_from_counts
 
 MAX_COOCCURRENCE_LATENTS = 4096
@@ -74,6 +75,7 @@ def probe_saes(
     label: str | None = "pos",
     label_names: Sequence[str] | None = None,
     max_tokens: int | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
     cooccurrence: bool = True,
     max_cooccurrence_latents: int = MAX_COOCCURRENCE_LATENTS,
     progress: bool = True,
@@ -91,6 +93,9 @@ def probe_saes(
         label_names: name of each concept id; label ids must be below ``len(label_names)``. Without names the
             concepts are ``"0"``, ``"1"``, ... up to the largest label seen.
         max_tokens: stop after this many tokens (the last batch is cut); None reads the whole stream.
+        groups: ``{new name: [concept names]}``: probe each group of label classes as one concept (e.g.
+            ``{"N+Pro": ["N", "Pro"]}``, as the SpaDE paper counts nouns); needs ``label_names``. See
+            :mod:`spade_lens.probe.groups`.
         cooccurrence: accumulate the (n, n) activation-profile Gram matrix for co-occurrence.
         max_cooccurrence_latents: skip co-occurrence (None in the result) for SAEs wider than this.
         progress: show a tqdm bar (tokens).
@@ -108,6 +113,9 @@ def probe_saes(
     if max_tokens is not None and max_tokens <= 0:
         raise SpadeLensError(f"max_tokens: received {max_tokens}; expected a positive int or None")
     n_names = None if label_names is None else len(label_names)
+    lookup = None
+    if groups:
+        lookup, grouped_names = group_concepts(label_names, groups)
     counts: dict[str, ProbeCounts] = {}
     bar = tqdm(total=max_tokens, unit="tok", desc="probe", disable=not progress)
     seen = 0
@@ -120,6 +128,8 @@ def probe_saes(
                 f"label_names: batch {index} has label id {int(labels.max())}; expected ids below "
                 f"len(label_names) = {n_names}"
             )
+        if lookup is not None:
+            labels = regroup(labels, lookup)
         for name, sae in saes.items():
             device = _device(sae)
             x = acts.to(device) if device is not None else acts
@@ -130,7 +140,8 @@ def probe_saes(
                 )
             if name not in counts:
                 use_cooc = cooccurrence and z.shape[1] <= max_cooccurrence_latents
-                counts[name] = ProbeCounts(z.shape[1], n_concepts=n_names or 0, cooccurrence=use_cooc)
+                n_concepts = len(grouped_names) if lookup is not None else (n_names or 0)
+                counts[name] = ProbeCounts(z.shape[1], n_concepts=n_concepts, cooccurrence=use_cooc)
             counts[name].update(z, labels, x, x_hat)
         seen += acts.shape[0]
         bar.update(acts.shape[0])
@@ -139,7 +150,7 @@ def probe_saes(
     bar.close()
     if seen == 0:
         raise SpadeLensError("batches: received no tokens; expected at least one labelled batch")
-    names = list(label_names) if label_names is not None else None
+    names = grouped_names if lookup is not None else (list(label_names) if label_names is not None else None)
     return {
         name: result_from_counts(counts[name], architecture=_architecture(sae), concept_names=names)
         for name, sae in saes.items()
