@@ -70,3 +70,5 @@ def test_bad_run_config_is_a_clear_error():
         RunConfig(width=0)
     with pytest.raises(SpadeLensError, match="unknown architectures \\['gelu'\\]"):
         RunConfig(sae_kwargs={"gelu": {}})
+    with pytest.raises(SpadeLensError, match="RunConfig.sae_lr_scale: unknown architectures \\['spades'\\]"):
+        RunConfig(sae_lr_scale={"spades": 10.0})

@@ -140,6 +140,8 @@ def test_labelled_batches_and_one_shot_iterators():
         ({"steps": 3, "adam_betas": (0.9, 1.0)}, r"adam_betas must be two numbers in \[0, 1\)"),
         ({"steps": 3, "dead_window_tokens": 0}, "dead_window_tokens must be an integer >= 1"),
         ({"steps": 3, "log_every": True}, "log_every must be an integer >= 1, got True"),
+        ({"steps": 3, "lr_scale": {"spade": 0.0}}, r"lr_scale\['spade'\] must be a finite number > 0, got 0.0"),
+        ({"steps": 3, "lr_scale": [("spade", 10.0)]}, "lr_scale must be a dict of SAE name -> factor"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
@@ -178,3 +180,19 @@ def test_a_one_row_batch_is_trained_on_and_logged():
     data = batches_of(make_acts(64 * 3 + 1, D), BATCH)  # the last batch has one row
     metrics = train_saes(make_saes(("relu",)), data, cfg(steps=4, log_every=1), progress=False)
     assert metrics["relu"]["tokens"] == 64 * 3 + 1 and metrics["relu"]["nmse"] != metrics["relu"]["nmse"]  # nan
+
+
+def test_lr_scale_gives_one_sae_its_own_learning_rate():
+    x = make_acts()
+    fast_alone = make_saes(("relu",))
+    train_saes(fast_alone, batches_of(x, BATCH), cfg(lr=3e-2), progress=False)
+    side_by_side = {"slow": make_saes(("relu",))["relu"], "fast": make_saes(("relu",))["relu"]}
+    train_saes(side_by_side, batches_of(x, BATCH), cfg(lr=3e-3, lr_scale={"fast": 10.0}), progress=False)
+    slow, fast, alone = side_by_side["slow"].W_enc, side_by_side["fast"].W_enc, fast_alone["relu"].W_enc
+    assert torch.allclose(fast, alone, rtol=1e-4, atol=1e-6)  # the same schedule, ten times higher
+    assert not torch.allclose(slow, fast, atol=1e-3)
+
+
+def test_lr_scale_for_an_sae_that_is_not_there():
+    with pytest.raises(SpadeLensError, match=r"lr_scale: \['spade'\] are not SAEs of this run; expected some of \['relu'\]"):
+        train_saes(make_saes(("relu",)), batches_of(make_acts(), BATCH), cfg(lr_scale={"spade": 10.0}), progress=False)

@@ -8,7 +8,7 @@ the architectures (their own configs hold their coefficients) nor of devices (re
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from spade_lens.errors import SpadeLensError
@@ -45,6 +45,9 @@ class SAETrainConfig:
     1e-2 decaying to 1e-4)."""
     warmup_steps: int = 0
     """Steps of linear learning-rate warmup from 0 to ``lr``."""
+    lr_scale: dict[str, float] = field(default_factory=dict)
+    """Per-SAE factor on the whole learning-rate schedule (SAE name -> factor > 0; unnamed SAEs use 1), so SAEs
+    trained side by side on the same batches can each have their own learning rate."""
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """Adam's (beta1, beta2)."""
     grad_clip: float = 1.0
@@ -87,6 +90,10 @@ class SAETrainConfig:
         if self.final_lr is not None:
             _check_float("final_lr", self.final_lr, strictly_positive=False)
         _check_int("warmup_steps", self.warmup_steps, 0)
+        if not isinstance(self.lr_scale, dict):
+            raise SpadeLensError(f"lr_scale must be a dict of SAE name -> factor, got {self.lr_scale!r}")
+        for name, factor in self.lr_scale.items():
+            _check_float(f"lr_scale[{name!r}]", factor, strictly_positive=True)
         betas = self.adam_betas
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(
             not isinstance(b, bool) and isinstance(b, (int, float)) and 0 <= b < 1 for b in betas

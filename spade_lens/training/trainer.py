@@ -110,7 +110,7 @@ def _batch_nmse(x: Tensor, x_hat: Tensor) -> float:
 def _train_step(slot: _Slot, x: Tensor, step: int, cfg: SAETrainConfig, want_stats: bool) -> None:
     """One optimiser step of one SAE on raw activations ``x`` (batch, d_in)."""
     start = time.perf_counter()
-    lr, s = learning_rate(step, cfg), sparsity_coefficient(step, cfg)
+    lr, s = learning_rate(step, cfg) * cfg.lr_scale.get(slot.name, 1.0), sparsity_coefficient(step, cfg)
     for group in slot.optimizer.param_groups:
         group["lr"] = lr
     out = slot.sae(x, dead_mask=slot.dead.dead_mask)
@@ -257,6 +257,9 @@ def train_saes(
     if resume and out_dir is None:
         raise SpadeLensError("resume=True needs out_dir (the folder holding checkpoint.pt), got out_dir=None")
     out = Path(out_dir) if out_dir is not None else None
+    unknown = sorted(set(cfg.lr_scale) - set(saes))
+    if unknown:
+        raise SpadeLensError(f"SAETrainConfig.lr_scale: {unknown} are not SAEs of this run; expected some of {sorted(saes)}")
     slots = [_make_slot(name, sae, cfg) for name, sae in saes.items()]
     step, tokens = 0, 0
     if resume:
