@@ -82,16 +82,16 @@ class RunConfig:
         return cls(**{**sizes, **overrides})
 
 
-# Sparsity settings of the four SAEs on the default run, chosen so they are compared at similar L0 (about
-# 10-25 active latents per token on the default run; see the README's headline table). TopK's k is set to that
-# L0; JumpReLU starts its thresholds at 0.1 (normalised units) since from SAELens' 0.001 the L0 penalty cannot
-# move them far in 2,000 steps (L0 stayed near 120); ReLU keeps its default (l1 1.0); SpaDE's KDS 0.02 gave
-# L0 12-14 at its learning rate below (0.01: L0 16, 0.05: L0 9).
-# RunConfig.sae_kwargs overrides them per architecture.
+# Sparsity settings of the four SAEs on the default run, chosen so they are compared at similar L0 (11-16 active
+# latents per token on the default run; see the README's headline table). TopK's k is set to that L0. JumpReLU's L0
+# is set by where its thresholds start: in 2,000 steps its L0 penalty hardly moves them (coefficients 1, 2 and 4
+# all ended at L0 26.5-27.6 from 0.1, and SAELens' 0.001 stayed near L0 120), so they start at 0.2 (normalised
+# units; L0 13). ReLU keeps its default L1 coefficient 1.0 (L0 11); SpaDE's KDS 0.02 gives L0 12-14 at its
+# learning rate below (0.01: L0 16, 0.05: L0 9). RunConfig.sae_kwargs overrides them per architecture.
 SAE_DEFAULTS: dict[str, dict[str, Any]] = {
     "relu": {"l1_coefficient": 1.0},
     "topk": {"k": 16},
-    "jumprelu": {"l0_coefficient": 1.0, "init_threshold": 0.1},
+    "jumprelu": {"l0_coefficient": 1.0, "init_threshold": 0.2},
     "spade": {"kds_coefficient": 0.02},
 }
 
