@@ -34,3 +34,25 @@ def make_sae(arch: str, seed: int = 0, x: torch.Tensor | None = None, **override
         scale = float((x - x.mean(0)).pow(2).sum(-1).mean().div(D_IN).sqrt())
         sae.set_normalization(x.mean(0), scale)
     return sae
+
+
+def grads_on_two_threads(arch: str, repeats: int = 4, **kwargs) -> list[dict[str, torch.Tensor]]:
+    """The parameter gradients of one forward/backward of a mid-sized SAE, ``repeats`` times on 2 torch threads
+    (1,024 rows x 64 candidates: large enough for torch's CPU kernels to split the work between threads)."""
+    from spade_lens.saes import create_sae
+
+    sae = create_sae(arch, d_in=128, d_sae=256, seed=0, **kwargs)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 128, generator=gen)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = []
+        for _ in range(repeats):
+            sae.zero_grad()
+            res = sae(x)
+            (res.mse_loss + res.sparsity_loss + res.aux_loss).backward()
+            out.append({k: p.grad.clone() for k, p in sae.named_parameters() if p.grad is not None})
+        return out
+    finally:
+        torch.set_num_threads(before)

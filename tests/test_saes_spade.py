@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from _saes_helpers import D_IN, D_SAE, activations, make_sae
+from _saes_helpers import D_IN, D_SAE, activations, grads_on_two_threads, make_sae
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from spade_lens.saes import SpaDESAE
@@ -107,3 +107,11 @@ def test_never_builds_a_batch_by_width_by_dim_tensor() -> None:
         out = sae(x)
         (out.mse_loss + out.sparsity_loss).backward()
     assert mode.max_numel <= x.shape[0] * D_SAE, mode.max_numel  # far below batch * d_sae * d_in
+
+
+def test_gradients_are_bit_identical_on_two_threads():
+    """The prototypes' gradient once went through sq[idx] (advanced indexing), whose CPU backward accumulates in
+    thread-timing order: the last bits changed from call to call and CPU training was not reproducible."""
+    runs = grads_on_two_threads("spade", candidates=64)
+    for other in runs[1:]:
+        assert [k for k in runs[0] if not torch.equal(runs[0][k], other[k])] == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from _saes_helpers import D_SAE, activations, make_sae
+from _saes_helpers import D_SAE, activations, grads_on_two_threads, make_sae
 
 from spade_lens.saes import TopKSAE
 
@@ -69,3 +69,9 @@ def test_auxk_revives_a_dead_latent() -> None:
         opt.step()
     with torch.no_grad():
         assert int((sae.encode(x)[:, 0] > 0).sum()) > 0
+
+
+def test_gradients_are_bit_identical_on_two_threads():
+    runs = grads_on_two_threads("topk", k=64)
+    for other in runs[1:]:
+        assert [k for k in runs[0] if not torch.equal(runs[0][k], other[k])] == []

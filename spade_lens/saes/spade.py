@@ -121,7 +121,8 @@ class SpaDESAE(SAE):
             dots_sel = gathered_dot(x_c, p_c, idx, dots)  # (batch, k), sparse backward
         else:
             dots_sel = dots.gather(1, idx)
-        sq_sel = (p_c * p_c).sum(-1)[idx]  # (batch, k)
+        sq_sel = (p_c * p_c).sum(-1).index_select(0, idx.reshape(-1)).view(idx.shape)  # (batch, k); see below
+        # (index_select, not sq[idx]: the backward of advanced indexing accumulates in thread-timing order on CPU)
         dist = ((x_c * x_c).sum(-1, keepdim=True) - 2 * dots_sel + sq_sel).clamp(min=0)  # (batch, k)
         z_sel = sparsemax(-lam * dist, dim=-1, k=idx.shape[1])  # exact: every support is inside idx
         z = torch.zeros(x_n.shape[0], self.cfg.d_sae, dtype=z_sel.dtype, device=z_sel.device).scatter(1, idx, z_sel)

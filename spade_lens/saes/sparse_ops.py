@@ -23,7 +23,7 @@ def sparse_transpose_matmul(idx: Tensor, g: Tensor, x: Tensor, n: int) -> Tensor
     """
     batch, k = idx.shape
     flat = idx.reshape(-1)
-    order = torch.argsort(flat)
+    order = torch.argsort(flat, stable=True)  # a fixed order of equal indices: same bits on any thread count
     cols = torch.arange(batch, device=idx.device).repeat_interleave(k)[order]
     crow = torch.zeros(n + 1, dtype=torch.int64, device=idx.device)
     crow[1:] = torch.bincount(flat, minlength=n).cumsum(0)

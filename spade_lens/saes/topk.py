@@ -68,7 +68,7 @@ class TopKSAE(LinearEncoderSAE):
             pre = scores + self.b_enc
             idx = torch.topk(pre, self.cfg.k, dim=-1, sorted=False).indices  # (batch, k)
         if torch.is_grad_enabled() and (x_c.requires_grad or self.W_enc.requires_grad):
-            vals = gathered_dot(x_c, self.W_enc.T, idx, scores) + self.b_enc[idx]
+            vals = gathered_dot(x_c, self.W_enc.T, idx, scores) + self.b_enc.index_select(0, idx.reshape(-1)).view(idx.shape)
         else:
             vals = pre.gather(1, idx)
         vals = vals.relu()
@@ -89,7 +89,7 @@ class TopKSAE(LinearEncoderSAE):
         with torch.no_grad():
             masked = code.cache["pre"].masked_fill(~dead_mask.to(x_n.device), float("-inf"))
             idx = torch.topk(masked, k_aux, dim=-1, sorted=False).indices  # (batch, k_aux) dead latents
-        vals = gathered_dot(code.cache["x_c"], self.W_enc.T, idx, code.cache["scores"]) + self.b_enc[idx]
+        vals = gathered_dot(code.cache["x_c"], self.W_enc.T, idx, code.cache["scores"]) + self.b_enc.index_select(0, idx.reshape(-1)).view(idx.shape)
         recon = sparse_decode(idx, vals, self.W_dec)
         return self.cfg.aux_coefficient * scale * (recon - residual).pow(2).sum(-1).mean()
 
