@@ -201,20 +201,21 @@ def _sae_stage(cfg: RunConfig, cache: Any, folder: Path, say: Say, progress: boo
 
 def _probe_stage(saes: dict[str, Any], cache: Any, folder: Path, cfg: RunConfig, say: Say,
                  progress: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    from spade_lens.probe import probe_saes
+    from spade_lens.probe import probe_views
     from spade_lens.report import write_report
 
     say(f"[5/5] probe: part-of-speech F1, per-concept L0, co-occurrence on held-out tokens -> {folder}")
     names = cache.label_names["pos"]
-    results = probe_saes(saes, cache.batches(cfg.hook, 4096, shuffle=False), label="pos", label_names=names,
-                         progress=progress)
+    views: dict[str, Any] = {"pos": None}
+    if all(member in names for members in PAPER_GROUPS.values() for member in members):
+        views["paper"] = PAPER_GROUPS
+    found = probe_views(saes, cache.batches(cfg.hook, 4096, shuffle=False), views, label="pos", label_names=names,
+                        progress=progress)
+    results, paper = found["pos"], found.get("paper")
     files = write_report(results, folder, title="spade-lens run: parts of speech", label="pos")
     if files.message:
         say(files.message)
-    paper = None
-    if all(member in names for members in PAPER_GROUPS.values() for member in members):
-        paper = probe_saes(saes, cache.batches(cfg.hook, 4096, shuffle=False), label="pos", label_names=names,
-                           groups=PAPER_GROUPS, progress=progress)
+    if paper is not None:
         write_report(paper, folder / "paper_concepts", label="pos",
                      title="spade-lens run: parts of speech, nouns and pronouns as one concept (the SpaDE paper's count)")
     return results, paper

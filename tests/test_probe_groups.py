@@ -6,7 +6,8 @@ from _probe_helpers import LinearReluSAE, random_stream
 
 from spade_lens.errors import SpadeLensError
 from spade_lens.probe import probe_saes
-from spade_lens.probe.groups import group_concepts, parse_group, regroup
+from spade_lens.probe.counts import ProbeCounts
+from spade_lens.probe.groups import group_concepts, parse_group
 
 NAMES = ["Adj", "N", "V", "Pro"]
 
@@ -47,7 +48,10 @@ def test_a_latent_firing_on_either_member_is_the_group_s_perfect_latent():
 def test_group_lookup_and_unlabelled_rows():
     lookup, names = group_concepts(NAMES, {"N": ["N", "Pro"]})  # a group may keep a member's name
     assert names == ["Adj", "N", "V"] and lookup.tolist() == [0, 1, 2, 1]
-    assert regroup(torch.tensor([3, -1, 2, 0]), lookup).tolist() == [1, -1, 2, 0]
+    counts = ProbeCounts(2, n_concepts=4)
+    counts.update(torch.ones(4, 2), torch.tensor([3, -1, 2, 0]))
+    merged = counts.regrouped(lookup, len(names))
+    assert merged.concept_tokens.tolist() == [1.0, 1.0, 1.0] and merged.n_labelled == 3  # Pro -> N; -1 stays out
 
 
 @pytest.mark.parametrize("names, groups, match", [

@@ -3,6 +3,7 @@
 ``probe_saes(saes, batches, label="pos", label_names=...)`` streams labelled activations once through every
 SAE and returns a :class:`ProbeResult` per SAE: per (concept, latent) precision / recall / F1, best latent and
 top-5 F1 per concept, per-concept L0 and NMSE, overall L0 / NMSE / dead fraction, and latent co-occurrence.
+``probe_views`` gives several groupings of the concepts (e.g. nouns and pronouns as one) from the same pass.
 """
 
 from spade_lens.probe.cooccurrence import (
@@ -14,7 +15,7 @@ from spade_lens.probe.cooccurrence import (
 )
 from spade_lens.probe.counts import ACTIVE_THRESHOLD, ProbeCounts
 from spade_lens.probe.result import ProbeResult, result_from_counts
-from spade_lens.probe.stream import probe_saes
+from spade_lens.probe.stream import probe_saes, probe_views
 
 __all__ = [
     "ACTIVE_THRESHOLD",
@@ -26,5 +27,6 @@ __all__ = [
     "latent_concepts",
     "latent_order",
     "probe_saes",
+    "probe_views",
     "result_from_counts",
 ]

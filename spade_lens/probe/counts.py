@@ -8,6 +8,8 @@ Legend: ``b`` tokens in a batch, ``n`` latents, ``C`` concepts, ``d`` input dime
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -64,6 +66,23 @@ class ProbeCounts:
             if isinstance(value, Tensor):
                 setattr(self, key, value.to(device))
         return self
+
+    _CONCEPT_ROWS = ("tp", "concept_tokens", "concept_l0_sum", "concept_sq_err", "concept_x_sq", "concept_x_sum")
+    """The accumulators with one row per concept: all sums over tokens, so concepts merge by adding rows."""
+
+    def regrouped(self, lookup: Tensor, n_concepts: int) -> ProbeCounts:
+        """A copy whose concept ``lookup[c]`` holds the sums of every old concept ``c`` mapped to it (exact: every
+        per-concept accumulator is a sum over tokens). ``lookup``: (old concepts,) int64 new ids < ``n_concepts``."""
+        self._ensure_concepts(int(lookup.numel()))
+        out = copy.copy(self)
+        out.n_concepts = n_concepts
+        index = lookup.to(self.tp.device)
+        for key in self._CONCEPT_ROWS:
+            rows = getattr(self, key)
+            if rows is not None:
+                merged = torch.zeros((n_concepts, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+                setattr(out, key, merged.index_add_(0, index, rows))
+        return out
 
     def _ensure_concepts(self, n_concepts: int) -> None:
         if n_concepts <= self.n_concepts:

@@ -1,7 +1,7 @@
 """Concept groups: several label classes probed as one concept (e.g. nouns and pronouns as one noun-phrase head).
 
-``groups={"N+Pro": ["N", "Pro"]}`` relabels every token of N or Pro as the concept ``N+Pro``; the other classes
-stay as they are. The merged concept takes the place of its first member in the concept order. This is how the
+``groups={"N+Pro": ["N", "Pro"]}`` counts every token of N or Pro as the concept ``N+Pro``; the other classes
+stay as they are (the probe adds the members' counts: :meth:`~spade_lens.probe.counts.ProbeCounts.regrouped`). The merged concept takes the place of its first member in the concept order. This is how the
 SpaDE paper's own evaluation counts nouns: pronoun tokens are added to the noun concept (five concepts).
 """
 
@@ -54,10 +54,3 @@ def group_concepts(label_names: Sequence[str] | None,
         lookup.append(new_names.index(target))
     return torch.tensor(lookup, dtype=torch.int64), new_names
 
-
-def regroup(labels: Tensor, lookup: Tensor) -> Tensor:
-    """``labels`` mapped through ``lookup``; ids < 0 (no label) stay as they are."""
-    out = labels.clone()
-    known = labels >= 0
-    out[known] = lookup.to(labels.device)[labels[known]]
-    return out

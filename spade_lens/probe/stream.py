@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from spade_lens.errors import SpadeLensError
 from spade_lens.probe.counts import ProbeCounts
-from spade_lens.probe.groups import group_concepts, regroup
+from spade_lens.probe.groups import group_concepts
 from spade_lens.probe.result import ProbeResult, result_from_counts
 
 MAX_COOCCURRENCE_LATENTS = 4096
@@ -103,6 +103,31 @@ def probe_saes(
     Returns:
         ``{name: ProbeResult}`` in the order of ``saes``.
     """
+    return probe_views(saes, batches, {"": groups}, label=label, label_names=label_names, max_tokens=max_tokens,
+                       cooccurrence=cooccurrence, max_cooccurrence_latents=max_cooccurrence_latents,
+                       progress=progress)[""]
+
+
+@torch.no_grad()
+def probe_views(
+    saes: Mapping[str, Any] | Any,
+    batches: Iterable[Any],
+    views: Mapping[str, Mapping[str, Sequence[str]] | None],
+    *,
+    label: str | None = "pos",
+    label_names: Sequence[str] | None = None,
+    max_tokens: int | None = None,
+    cooccurrence: bool = True,
+    max_cooccurrence_latents: int = MAX_COOCCURRENCE_LATENTS,
+    progress: bool = True,
+) -> dict[str, dict[str, ProbeResult]]:
+    """:func:`probe_saes` for several ways of counting concepts from ONE streaming pass.
+
+    ``views``: ``{view name: groups}``, each ``groups`` as in :func:`probe_saes` (None: the labels as they are),
+    e.g. ``{"pos": None, "paper": {"N+Pro": ["N", "Pro"]}}``. Concepts are merged by adding their counts after
+    the pass (exact), so each SAE encodes every token once whatever the number of views. Returns
+    ``{view name: {sae name: ProbeResult}}``; the other arguments are those of :func:`probe_saes`.
+    """
     if not isinstance(saes, Mapping):
         saes = {"sae": saes}
     if not saes:
@@ -112,10 +137,29 @@ def probe_saes(
             raise SpadeLensError(f"saes[{name!r}]: a {type(sae).__name__} has no encode(x); expected an SAE")
     if max_tokens is not None and max_tokens <= 0:
         raise SpadeLensError(f"max_tokens: received {max_tokens}; expected a positive int or None")
-    n_names = None if label_names is None else len(label_names)
-    lookup = None
-    if groups:
-        lookup, grouped_names = group_concepts(label_names, groups)
+    names = None if label_names is None else list(label_names)
+    grouped = {view: group_concepts(names, groups) for view, groups in views.items() if groups}
+    counts = _stream_counts(saes, batches, label, names, max_tokens, cooccurrence, max_cooccurrence_latents,
+                            progress)
+    results: dict[str, dict[str, ProbeResult]] = {}
+    for view in views:
+        if view in grouped:
+            lookup, view_names = grouped[view]
+            view_counts = {name: c.regrouped(lookup, len(view_names)) for name, c in counts.items()}
+        else:
+            view_names, view_counts = names, counts
+        results[view] = {
+            name: result_from_counts(view_counts[name], architecture=_architecture(sae), concept_names=view_names)
+            for name, sae in saes.items()
+        }
+    return results
+
+
+def _stream_counts(saes: Mapping[str, Any], batches: Iterable[Any], label: str | None, names: list[str] | None,
+                   max_tokens: int | None, cooccurrence: bool, max_cooccurrence_latents: int,
+                   progress: bool) -> dict[str, ProbeCounts]:
+    """The one pass: every batch through every SAE, reduced to each SAE's :class:`ProbeCounts`."""
+    n_names = None if names is None else len(names)
     counts: dict[str, ProbeCounts] = {}
     bar = tqdm(total=max_tokens, unit="tok", desc="probe", disable=not progress)
     seen = 0
@@ -128,8 +172,6 @@ def probe_saes(
                 f"label_names: batch {index} has label id {int(labels.max())}; expected ids below "
                 f"len(label_names) = {n_names}"
             )
-        if lookup is not None:
-            labels = regroup(labels, lookup)
         for name, sae in saes.items():
             device = _device(sae)
             x = acts.to(device) if device is not None else acts
@@ -140,8 +182,7 @@ def probe_saes(
                 )
             if name not in counts:
                 use_cooc = cooccurrence and z.shape[1] <= max_cooccurrence_latents
-                n_concepts = len(grouped_names) if lookup is not None else (n_names or 0)
-                counts[name] = ProbeCounts(z.shape[1], n_concepts=n_concepts, cooccurrence=use_cooc)
+                counts[name] = ProbeCounts(z.shape[1], n_concepts=n_names or 0, cooccurrence=use_cooc)
             counts[name].update(z, labels, x, x_hat)
         seen += acts.shape[0]
         bar.update(acts.shape[0])
@@ -150,8 +191,4 @@ def probe_saes(
     bar.close()
     if seen == 0:
         raise SpadeLensError("batches: received no tokens; expected at least one labelled batch")
-    names = grouped_names if lookup is not None else (list(label_names) if label_names is not None else None)
-    return {
-        name: result_from_counts(counts[name], architecture=_architecture(sae), concept_names=names)
-        for name, sae in saes.items()
-    }
+    return counts
