@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from spade_lens.metrics import ACTIVE_THRESHOLD
 from spade_lens.reference import build_saes, train_and_probe
 from spade_lens.report import write_report
 from spade_lens.synthetic import separability_dataset
@@ -67,7 +68,7 @@ def plot_receptive_fields(saes, results, names, x, labels, path: Path) -> None:
             z = sae.encode(pts)
         ax.scatter(x[:3000, 0], x[:3000, 1], c=[f"C{int(c)}" for c in labels[:3000]], s=2, alpha=0.4)
         for c in range(len(names)):
-            active = (z[:, int(results[name].best_latent[c])] > 1e-6).reshape(gx.shape).float()
+            active = (z[:, int(results[name].best_latent[c])] > ACTIVE_THRESHOLD).reshape(gx.shape).float()
             ax.contour(gx, gy, active, levels=[0.5], colors=[f"C{c}"], linewidths=1.5)
         f1 = results[name].best_f1
         ax.set_title(f"{name}: best-latent F1 outer {float(f1[0::2].mean()):.2f}, inner {float(f1[1::2].mean()):.2f}",

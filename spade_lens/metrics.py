@@ -197,6 +197,9 @@ def spliced_loss(
     def loss_sum(chunk: Tensor, fwd_hooks: list[tuple[str, Callable[..., Tensor]]]) -> tuple[float, int]:
         with model.hooks(fwd_hooks=fwd_hooks):
             logits = model(chunk, return_type="logits")
+        return loss_of(chunk, logits)
+
+    def loss_of(chunk: Tensor, logits: Tensor) -> tuple[float, int]:
         targets = chunk[:, 1:]
         if pad_id is not None:
             targets = targets.masked_fill(targets == pad_id, -100)
@@ -209,12 +212,13 @@ def spliced_loss(
     sums: dict[str, Tensor] = {}
     clean, n_tok, n_pos = 0.0, 0, 0
     for chunk, mask in zip(chunks, masks, strict=True):
-        _, cache = model.run_with_cache(chunk, names_filter=lambda name: name in hook_names)
+        logits, cache = model.run_with_cache(chunk, return_type="logits",
+                                             names_filter=lambda name: name in hook_names)
         for name in hook_names:
             act = cache[name][mask].double().sum(0)
             sums[name] = act if name not in sums else sums[name] + act
         n_pos += int(mask.sum())
-        value, count = loss_sum(chunk, [])
+        value, count = loss_of(chunk, logits)  # the clean loss from the same forward pass
         clean += value
         n_tok += count
     if n_tok == 0:

@@ -9,8 +9,6 @@ tokens, final loss, training tokens/s), also printed as a table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +104,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hooks import ActivationCache
+    from hooks.cache import write_json_atomic
     from spade_lens.errors import SpadeLensError
     from spade_lens.saes import create_sae, list_architectures
     from spade_lens.training import SAETrainConfig, train_saes
@@ -171,9 +170,7 @@ def run(args: argparse.Namespace) -> int:
             for name, m in metrics.items()
         },
     }
-    tmp = out / f"summary.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out / "summary.json")
+    write_json_atomic(out / "summary.json", summary)
     print(f"trained {len(saes)} SAE(s) of width {args.width} on {hook} ({summary['saes'][archs[0]]['tokens']} "
           f"tokens each); evaluated on {min(args.eval_tokens, cache.n_tokens)} tokens")
     print(f"{'sae':<10} {'L0':>8} {'NMSE':>8} {'dead':>6} {'tokens/s':>10}")

@@ -13,10 +13,8 @@ import copy
 import torch
 from torch import Tensor
 
+from spade_lens.metrics import ACTIVE_THRESHOLD
 from spade_lens.probe.cooccurrence import accumulate_gram
-
-ACTIVE_THRESHOLD = 1e-6
-"""A latent is *active* on a token when ``z > ACTIVE_THRESHOLD`` (DESIGN.md section 4)."""
 
 
 def _grow_rows(t: Tensor, rows: int) -> Tensor:
@@ -88,13 +86,10 @@ class ProbeCounts:
         if n_concepts <= self.n_concepts:
             return
         self.n_concepts = n_concepts
-        self.tp = _grow_rows(self.tp, n_concepts)
-        self.concept_tokens = _grow_rows(self.concept_tokens, n_concepts)
-        self.concept_l0_sum = _grow_rows(self.concept_l0_sum, n_concepts)
-        self.concept_sq_err = _grow_rows(self.concept_sq_err, n_concepts)
-        self.concept_x_sq = _grow_rows(self.concept_x_sq, n_concepts)
-        if self.concept_x_sum is not None:
-            self.concept_x_sum = _grow_rows(self.concept_x_sum, n_concepts)
+        for key in self._CONCEPT_ROWS:
+            rows = getattr(self, key)
+            if rows is not None:
+                setattr(self, key, _grow_rows(rows, n_concepts))
 
     @torch.no_grad()
     def update(self, z: Tensor, labels: Tensor, x: Tensor | None = None, x_hat: Tensor | None = None) -> None:
@@ -134,7 +129,6 @@ class ProbeCounts:
             self.x_sum = torch.zeros(x.shape[1], dtype=torch.float64, device=z.device)
             self.concept_x_sum = torch.zeros(self.n_concepts, x.shape[1], dtype=torch.float64, device=z.device)
         assert self.x_sum is not None and self.concept_x_sum is not None
-        self.concept_x_sum = _grow_rows(self.concept_x_sum, self.n_concepts)
         xs = x - self.shift  # (b, d)
         err = ((x - x_hat) ** 2).sum(dim=1)  # (b,)
         sq = (xs**2).sum(dim=1)  # (b,)

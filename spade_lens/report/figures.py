@@ -37,9 +37,8 @@ def _new_figure(w: float, h: float) -> Any:
 
 
 def _save(fig: Any, out_dir: Path, file: str) -> str:
-    tmp = out_dir / f"{file}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, out_dir / file)
+    """Write ``fig`` as ``out_dir/file`` (``out_dir`` is write_report's temporary folder: atomic as a whole)."""
+    fig.savefig(out_dir / file, format="png")
     return file
 
 

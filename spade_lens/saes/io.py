@@ -58,9 +58,11 @@ def _saelens_version() -> str:
         return MIN_SAELENS_VERSION
 
 
-def saelens_cfg(sae: SAE) -> dict[str, Any]:
-    """The ``cfg.json`` dict of ``sae`` (SAELens keys plus our ``spade_lens`` block)."""
-    extra, _ = sae.saelens_state()
+def saelens_cfg(sae: SAE, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``cfg.json`` dict of ``sae`` (SAELens keys plus our ``spade_lens`` block); ``extra``: the config keys
+    of ``sae.saelens_state()`` when the caller already has them."""
+    if extra is None:
+        extra, _ = sae.saelens_state()
     arch = sae.cfg.architecture
     return {
         "architecture": _TO_SAELENS.get(arch, arch),
@@ -96,12 +98,12 @@ def save_sae(sae: SAE, path: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise SpadeLensError(f"path {str(path)!r} exists and is not a folder; expected a folder to write the SAE to")
     with atomic_dir(path) as tmp:
-        _, weights = sae.saelens_state()
+        extra, weights = sae.saelens_state()
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS_FILENAME))
         state = {k: v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}
         save_file(state, str(tmp / STATE_FILENAME))
         with open(tmp / CFG_FILENAME, "w") as f:
-            json.dump(saelens_cfg(sae), f, indent=2)
+            json.dump(saelens_cfg(sae, extra), f, indent=2)
     return path
 
 

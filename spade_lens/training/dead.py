@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-ACTIVE_THRESHOLD = 1e-6
-"""A latent is active on a token when its value exceeds this (DESIGN.md section 4)."""
+from spade_lens.metrics import ACTIVE_THRESHOLD
 
 
 class DeadLatentTracker:
