@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from hooks.batches import LabelledBatch
-from hooks.errors import HooksError
+from hooks.errors import HooksError, check_int
 
 Source = Iterable[LabelledBatch] | Callable[[], Iterable[LabelledBatch]]
 
@@ -32,9 +32,8 @@ class ShuffleBuffer:
 
     def __init__(self, source: Source, *, capacity: int, batch_size: int, seed: int = 0,
                  endless: bool = False) -> None:
-        for name, value in (("capacity", capacity), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise HooksError(f"{name}: expected a positive integer, got {value!r}")
+        check_int("capacity", capacity)
+        check_int("batch_size", batch_size)
         if capacity < 2 * batch_size:
             raise HooksError(f"capacity: expected at least 2 * batch_size = {2 * batch_size} rows, got {capacity}")
         self.source, self.capacity, self.batch_size = source, capacity, batch_size

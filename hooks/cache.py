@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from hooks.batches import LabelledBatch
 from hooks.buffer import ShuffleBuffer
-from hooks.errors import HooksError
+from hooks.errors import HooksError, check_int
 from hooks.identity import model_identity
 from hooks.normalize import NormStats, estimate_norm_stats
 
@@ -46,10 +46,16 @@ def labels_path(root: Path, index: int) -> Path:
     return root / "labels" / shard_name(index)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def replace_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path`` (a crash never leaves a half
+    file under the real name; ``harvest`` removes ``*.tmp-*`` leftovers)."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
+    write(tmp)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    replace_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1)))
 
 
 def read_manifest(root: Path) -> dict[str, Any] | None:
@@ -157,8 +163,7 @@ class ActivationCache:
         shards = [self.read_shard(hook_name, i) for i in range(len(self.shard_rows))]
         if not shards:
             return LabelledBatch(torch.zeros(0, self.dims[hook_name]), {})
-        return LabelledBatch(torch.cat([s.acts for s in shards]),
-                             {k: torch.cat([s.labels[k] for s in shards]) for k in shards[0].labels})
+        return _cat(shards)
 
     def batches(self, hook_name: str, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                 buffer_rows: int | None = None) -> Iterator[LabelledBatch]:
@@ -168,8 +173,7 @@ class ActivationCache:
         of ``buffer_rows`` rows (default: two of the largest shards). ``shuffle=False``: harvest order.
         """
         self._check_hook(hook_name)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise HooksError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        check_int("batch_size", batch_size)
         n_shards = len(self.shard_rows)
         if not shuffle:
             return _rebatch((self.read_shard(hook_name, i) for i in range(n_shards)), batch_size)

@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from hooks.batches import ActivationBatch
-from hooks.errors import HooksError
+from hooks.errors import HooksError, check_int
 from hooks.source import TokenChunk, check_source, iter_chunks, n_batches
 
 _LEVELS = itertools.count(1_000_000)  # hook levels of our own, apart from model.hooks()' 1, 2, ...
@@ -122,10 +122,8 @@ def capture_activations(
     """
     check_model(model)
     names = check_hook_names(model, hook_names)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise HooksError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    if isinstance(start_sequence, bool) or not isinstance(start_sequence, int) or start_sequence < 0:
-        raise HooksError(f"start_sequence: expected a non-negative integer, got {start_sequence!r}")
+    check_int("batch_size", batch_size)
+    check_int("start_sequence", start_sequence, minimum=0)
     check_source(source)
     excluded = torch.tensor(excluded_ids(model, exclude_token_ids, pad_token_id), dtype=torch.long)
     chunks = iter_chunks(source, batch_size=batch_size, label_columns=label_columns,

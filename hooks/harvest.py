@@ -31,15 +31,17 @@ from tqdm.auto import tqdm
 from hooks.batches import ActivationBatch
 from hooks.cache import (
     FORMAT,
+    MANIFEST,
     VERSION,
     ActivationCache,
     acts_path,
     labels_path,
     read_manifest,
+    replace_atomic,
     write_json_atomic,
 )
 from hooks.capture import capture_activations, check_hook_names, check_model, excluded_ids
-from hooks.errors import HooksError
+from hooks.errors import HooksError, check_int
 from hooks.identity import model_identity
 from hooks.source import default_label_columns, label_names
 
@@ -47,9 +49,7 @@ from hooks.source import default_label_columns, label_names
 _SETTINGS = ("model", "hook_names", "excluded_token_ids", "dtype", "max_tokens")
 def _save_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-    os.replace(tmp, path)
+    replace_atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
 
 
 def _check_settings(root: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -83,8 +83,8 @@ def harvest(
     check_model(model)
     names = check_hook_names(model, hook_names)
     for arg, value in (("max_tokens", max_tokens), ("shard_tokens", shard_tokens)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise HooksError(f"{arg}: expected a positive integer, got {value!r}")
+        if value is not None:
+            check_int(arg, value)
     root = Path(out_dir)
     param = next(iter(model.parameters()))
     settings = {
@@ -112,7 +112,7 @@ def harvest(
                                   pad_token_id=pad_token_id, label_columns=manifest["label_columns"],
                                   start_sequence=manifest["n_sequences"])  # checks every argument
     root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(root / "manifest.json", manifest)  # from now on the folder is ours to resume
+    write_json_atomic(root / MANIFEST, manifest)  # from now on the folder is ours to resume
     for tmp in root.rglob("*.tmp-*"):  # leftovers of a crashed write
         tmp.unlink()
     _run(batches, root, manifest, dtype or param.dtype, shard_tokens, progress)
@@ -123,6 +123,7 @@ def _run(batches: Iterator[ActivationBatch], root: Path, manifest: dict[str, Any
          shard_tokens: int, progress: bool) -> None:
     max_tokens = manifest["max_tokens"]
     held: list[ActivationBatch] = []
+    held_rows = 0
     bar = tqdm(total=max_tokens, initial=manifest["n_tokens"], disable=not progress, desc="harvest",
                unit="tok")
     with bar:
@@ -134,18 +135,19 @@ def _run(batches: Iterator[ActivationBatch], root: Path, manifest: dict[str, Any
                                  f"label columns {manifest['label_columns']}")
             for name, acts in batch.acts.items():
                 manifest["dims"].setdefault(name, int(acts.shape[1]))
-            room = None if max_tokens is None else max_tokens - manifest["n_tokens"] - sum(map(len, held))
+            room = None if max_tokens is None else max_tokens - manifest["n_tokens"] - held_rows
             batch = _cpu(batch, dtype, room)
             held.append(batch)
+            held_rows += len(batch)
             bar.update(len(batch))
             if room is not None and len(batch) >= room:
                 break
-            if sum(map(len, held)) >= shard_tokens:
+            if held_rows >= shard_tokens:
                 _write_shard(root, manifest, held)
-                held = []
+                held, held_rows = [], 0
         _write_shard(root, manifest, held)
         manifest["complete"] = True
-        write_json_atomic(root / "manifest.json", manifest)
+        write_json_atomic(root / MANIFEST, manifest)
 
 
 def _cpu(batch: ActivationBatch, dtype: torch.dtype, room: int | None) -> ActivationBatch:
@@ -169,10 +171,11 @@ def _write_shard(root: Path, manifest: dict[str, Any], held: list[ActivationBatc
         for name in manifest["hook_names"]:
             acts = torch.cat([b.acts[name] for b in held])  # (rows, d)
             _save_atomic({"acts": acts}, acts_path(root, name, index))
-        labels = {k: torch.cat([b.row_labels()[k] for b in held]) for k in held[0].row_labels()}
+        row_labels = [b.row_labels() for b in held]
+        labels = {k: torch.cat([r[k] for r in row_labels]) for k in row_labels[0]}
         _save_atomic(labels, labels_path(root, index))
         manifest["shards"].append({"index": index, "n_rows": rows, "seq_start": held[0].seq_range[0],
                                    "seq_stop": held[-1].seq_range[1]})
         manifest["n_tokens"] += rows
     manifest["n_sequences"] = held[-1].seq_range[1]
-    write_json_atomic(root / "manifest.json", manifest)
+    write_json_atomic(root / MANIFEST, manifest)
