@@ -177,7 +177,7 @@ def spliced_loss(
     """
     from spade_lens.splice import as_named_saes, spliced_saes
 
-    named = as_named_saes(model, saes)
+    named = as_named_saes(saes)
     if not isinstance(tokens, Tensor) or tokens.ndim != 2 or tokens.dtype.is_floating_point or tokens.shape[1] < 2:
         raise SpadeLensError(
             f"tokens must be an integer tensor of shape (batch, seq) with seq >= 2, got "

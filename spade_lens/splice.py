@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from spade_lens.errors import SpadeLensError
 
 
-def as_named_saes(model: Any, saes: Any) -> dict[str, nn.Module]:
+def as_named_saes(saes: Any) -> dict[str, nn.Module]:
     """``saes`` (one SAE, a sequence of SAEs, or a dict name -> SAE) as a dict name -> SAE; names of a single
     SAE or a sequence are their hook names. SpadeLensError if an entry is not an SAE, has no hook name, or two
     SAEs read the same hook."""
@@ -118,7 +118,7 @@ def spliced_saes(
     ``mask``: optional bool (batch, pos) of the positions to splice (others keep their activation); None: all.
     Yields the model.
     """
-    named = as_named_saes(model, saes)
+    named = as_named_saes(saes)
     ablate, scale = dict(ablate or {}), dict(scale or {})
     for what, given in (("ablate", ablate), ("scale", scale)):
         unknown = sorted(set(given) - set(named))

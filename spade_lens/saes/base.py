@@ -209,8 +209,15 @@ class SAE(nn.Module):
         """(extra cfg.json keys, state dict) that SAELens reads, normalisation folded into the weights."""
         raise NotImplementedError
 
+    @torch.no_grad()
     def load_saelens_state(self, state: dict[str, Tensor]) -> None:
-        """Set the weights from a SAELens state dict (raw space; normalisation is left at mean 0, scale 1)."""
+        """Set the weights from a SAELens state dict (raw space, so the normalisation becomes mean 0, scale 1)."""
+        self.copy_saelens_weights(state)
+        self.norm_mean.zero_()
+        self.norm_scale.fill_(1.0)
+
+    def copy_saelens_weights(self, state: dict[str, Tensor]) -> None:
+        """Copy the architecture's weights from a SAELens state dict (called without gradient)."""
         raise NotImplementedError
 
     @classmethod

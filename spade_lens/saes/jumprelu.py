@@ -116,9 +116,8 @@ class JumpReLUSAE(LinearEncoderSAE):
         state["threshold"] = self.threshold.detach().clone()
         return extra, state
 
-    @torch.no_grad()
-    def load_saelens_state(self, state: dict[str, Tensor]) -> None:
-        super().load_saelens_state(state)
+    def copy_saelens_weights(self, state: dict[str, Tensor]) -> None:
+        super().copy_saelens_weights(state)
         theta = state["threshold"]
         # SAELens computes ReLU(pre) * 1[pre > theta] and allows theta <= 0, which is then plain ReLU; we need
         # theta > 0, so clamp to the smallest positive float (outputs differ only for pre in (0, tiny]).

@@ -29,12 +29,8 @@ class LinearEncoderSAE(SAE):
         w = torch.randn(d_sae, d_in, generator=generator, dtype=torch.float64)
         w = w / w.norm(dim=1, keepdim=True)
         self.W_dec.data.copy_(w.to(dtype))
-        self.W_enc = nn.Parameter(w.T.contiguous().to(dtype) * self.encoder_init_scale())
+        self.W_enc = nn.Parameter(w.T.contiguous().to(dtype))
         self.b_enc = nn.Parameter(torch.zeros(d_sae, dtype=dtype))
-
-    def encoder_init_scale(self) -> float:
-        """Factor on the tied encoder at init (1 by default)."""
-        return 1.0
 
     def pre_activations(self, x_n: Tensor) -> Tensor:
         """(batch, d_in) normalised -> (batch, d_sae) pre-activations."""
@@ -59,12 +55,9 @@ class LinearEncoderSAE(SAE):
             state["b_enc"] = state["b_enc"] + state["b_dec"] @ state["W_enc"]
         return state
 
-    @torch.no_grad()
-    def load_saelens_state(self, state: dict[str, Tensor]) -> None:
+    def copy_saelens_weights(self, state: dict[str, Tensor]) -> None:
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             getattr(self, name).data.copy_(state[name])
-        self.norm_mean.zero_()
-        self.norm_scale.fill_(1.0)
 
 
 def inverse_softplus(y: float) -> float:

@@ -32,7 +32,6 @@ class ReLUSAE(LinearEncoderSAE):
 
     config_class = ReLUSAEConfig
     cfg: ReLUSAEConfig
-    saelens_architecture: ClassVar[str] = "standard"
 
     def encode_code(self, x_n: Tensor) -> Code:
         return Code(self.pre_activations(x_n).relu())

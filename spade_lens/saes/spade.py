@@ -18,7 +18,7 @@ decoding is sparse.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -151,8 +151,7 @@ class SpaDESAE(SAE):
         # Prototypes live in raw space: SAELens must not subtract b_dec from the input.
         return {"apply_b_dec_to_input": False}, state
 
-    @torch.no_grad()
-    def load_saelens_state(self, state: dict[str, Tensor]) -> None:
+    def copy_saelens_weights(self, state: dict[str, Tensor]) -> None:
         self.prototypes.copy_(state["prototypes"])
         self.W_dec.copy_(state["W_dec"])
         self.b_dec.copy_(state["b_dec"])
@@ -160,12 +159,6 @@ class SpaDESAE(SAE):
         if not lam > 0:
             raise SpadeLensError(f"lambda must be > 0, got {lam}")
         self.lambda_pre.fill_(inverse_softplus(lam))
-        self.norm_mean.zero_()
-        self.norm_scale.fill_(1.0)
-
-    @classmethod
-    def arch_fields_from_saelens(cls, raw: dict[str, Any]) -> dict[str, Any]:
-        return {}
 
 
 register_sae("spade", SpaDESAE)
