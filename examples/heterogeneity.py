@@ -116,8 +116,7 @@ def main() -> None:
 
     out = Path(args.out)
     files = write_report(results, out / "report", title="Heterogeneity experiment (synthetic)", label="concept",
-                         plots=not args.no_plots)
-    out.mkdir(parents=True, exist_ok=True)
+                         plots=not args.no_plots)  # creates out too
     if not args.no_plots:
         plot(results, dims, out / "heterogeneity.png")
     print(f"report: {files.markdown}; figures in {out}")

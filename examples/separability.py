@@ -108,8 +108,7 @@ def main() -> None:
 
     out = Path(args.out)
     files = write_report(results, out / "report", title="Separability experiment (synthetic)", label="cluster",
-                         plots=not args.no_plots)
-    out.mkdir(parents=True, exist_ok=True)
+                         plots=not args.no_plots)  # creates out too
     if not args.no_plots:
         plot_receptive_fields(saes, results, names, x_eval, labels_eval, out / "receptive_fields.png")
     print(f"report: {files.markdown}; figures in {out}")

@@ -142,8 +142,9 @@ def _corpus_stage(cfg: RunConfig, folder: Path, say: Say, progress: bool) -> Any
 def _lm_stage(cfg: RunConfig, corpus: Any, folder: Path, say: Say, progress: bool,
               device: str) -> tuple[Any, float | None]:
     from spade_lens.lm import LMConfig, LMTrainConfig, judge_lm, load_lm, train_lm
+    from spade_lens.lm.io import CONFIG_FILE
 
-    if (folder / "config.json").is_file():
+    if (folder / CONFIG_FILE).is_file():
         say(f"[2/5] language model: {folder} exists, skipped")
         return load_lm(folder, device=device), None
     say(f"[2/5] language model: {cfg.lm_steps} steps -> {folder}")
@@ -173,12 +174,14 @@ def _harvest_stage(model: Any, split: Any, folder: Path, cfg: RunConfig, max_tok
 def _sae_stage(cfg: RunConfig, cache: Any, folder: Path, say: Say, progress: bool,
                device: str) -> dict[str, Any]:
     from spade_lens.saes import create_sae, load_sae
+    from spade_lens.saes.io import CFG_FILENAME
     from spade_lens.training import SAETrainConfig, train_saes
+    from spade_lens.training.checkpoint import checkpoint_path
 
-    if all((folder / arch / "cfg.json").is_file() for arch in ARCHITECTURES):
+    if all((folder / arch / CFG_FILENAME).is_file() for arch in ARCHITECTURES):
         say(f"[4/5] SAEs: {folder} holds all of {', '.join(ARCHITECTURES)}, skipped")
         return {arch: load_sae(folder / arch, device=device) for arch in ARCHITECTURES}
-    resume = (folder / "checkpoint.pt").is_file()
+    resume = checkpoint_path(folder).is_file()
     say(f"[4/5] SAEs: {', '.join(ARCHITECTURES)} with {cfg.width} latents, {cfg.sae_steps} steps"
         f"{' (resumed)' if resume else ''} -> {folder}")
     model_name = str(cache.metadata.get("model", {}).get("name", ""))

@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from spade_lens.errors import SpadeLensError
     from spade_lens.saes import create_sae, list_architectures
     from spade_lens.training import SAETrainConfig, train_saes
+    from spade_lens.training.checkpoint import checkpoint_path
 
     _check_args(args)
     archs = [a.strip() for a in args.arch.split(",") if a.strip()]
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k is not None and "topk" not in archs:
         raise SpadeLensError(f"--k: received {args.k} but --arch {args.arch!r} has no topk")
     out = Path(args.out)
-    if (out / "checkpoint.pt").exists() and not args.resume:
+    if checkpoint_path(out).exists() and not args.resume:
         raise SpadeLensError(
             f"--out: {str(out)!r} already holds a run (checkpoint.pt); pass --resume to continue it or choose "
             "another folder"

@@ -25,7 +25,7 @@ from transformer_lens import HookedTransformer
 
 from spade_lens._determinism import deterministic_on_cpu
 from spade_lens.errors import SpadeLensError
-from spade_lens.lm.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from spade_lens.lm.checkpoint import CHECKPOINT_DIR, STATE_FILE, load_checkpoint, save_checkpoint
 from spade_lens.lm.config import RESULT_FIELDS, LMConfig, LMTrainConfig, resolve_config
 from spade_lens.lm.data import BatchOrder, TokenData, evaluate_loss, lm_loss, lm_targets, pad_sequences, take
 from spade_lens.lm.model import build_model, load_parameters
@@ -121,7 +121,7 @@ def fit(
     state = load_checkpoint(folder) if (resume and folder is not None) else None
     if state is not None:
         _check_resumable(state, lm_config, cfg, folder)
-        load_parameters(model, state["model"], source=str(folder / "state.pt"))
+        load_parameters(model, state["model"], source=str(folder / STATE_FILE))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, history = int(state["step"]), list(state["history"])

@@ -7,24 +7,16 @@ the architectures (their own configs hold their coefficients) nor of devices (re
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from spade_lens.errors import SpadeLensError
+from spade_lens.saes.config import check_non_negative, check_positive
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpadeLensError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_float(name: str, value: object, *, strictly_positive: bool) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(float(value))
-    if ok:
-        ok = float(value) > 0 if strictly_positive else float(value) >= 0
-    if not ok:
-        raise SpadeLensError(f"{name} must be a finite number {'> 0' if strictly_positive else '>= 0'}, got {value!r}")
 
 
 @dataclass
@@ -86,20 +78,20 @@ class SAETrainConfig:
         if self.steps is not None:
             _check_int("steps", self.steps, 1)
         _check_int("batch_size", self.batch_size, 1)
-        _check_float("lr", self.lr, strictly_positive=True)
+        check_positive("lr", self.lr)
         if self.final_lr is not None:
-            _check_float("final_lr", self.final_lr, strictly_positive=False)
+            check_non_negative("final_lr", self.final_lr)
         _check_int("warmup_steps", self.warmup_steps, 0)
         if not isinstance(self.lr_scale, dict):
             raise SpadeLensError(f"lr_scale must be a dict of SAE name -> factor, got {self.lr_scale!r}")
         for name, factor in self.lr_scale.items():
-            _check_float(f"lr_scale[{name!r}]", factor, strictly_positive=True)
+            check_positive(f"lr_scale[{name!r}]", factor)
         betas = self.adam_betas
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(
             not isinstance(b, bool) and isinstance(b, (int, float)) and 0 <= b < 1 for b in betas
         )):
             raise SpadeLensError(f"adam_betas must be two numbers in [0, 1), got {betas!r}")
-        _check_float("grad_clip", self.grad_clip, strictly_positive=False)
+        check_non_negative("grad_clip", self.grad_clip)
         _check_int("sparsity_warmup_steps", self.sparsity_warmup_steps, 0)
         _check_int("dead_window_tokens", self.dead_window_tokens, 1)
         _check_int("norm_batches", self.norm_batches, 1)
