@@ -23,6 +23,7 @@ def _build_classes() -> tuple[type, type]:
     from sae_lens.saes.sae import SAEConfig as SAELensConfig
     from torch import nn
 
+    from spade_lens.saes.spade import squared_distances
     from spade_lens.sparsemax import sparsemax
 
     @dataclass
@@ -50,10 +51,7 @@ def _build_classes() -> tuple[type, type]:
 
         def encode(self, x: torch.Tensor) -> torch.Tensor:
             sae_in = self.process_sae_in(x)
-            protos = self.prototypes
-            c = protos.mean(0)
-            x_c, p_c = sae_in - c, protos - c
-            dist = ((x_c * x_c).sum(-1, keepdim=True) - 2 * x_c @ p_c.T + (p_c * p_c).sum(-1)).clamp(min=0)
+            dist = squared_distances(sae_in, self.prototypes)
             hidden_pre = self.hook_sae_acts_pre(-getattr(self, "lambda") * dist)
             return self.hook_sae_acts_post(sparsemax(hidden_pre, dim=-1))
 

@@ -33,6 +33,14 @@ from spade_lens.saes.sparse_ops import gathered_dot
 from spade_lens.sparsemax import _threshold_from_sorted, sparsemax
 
 
+def squared_distances(x: Tensor, prototypes: Tensor) -> Tensor:
+    """(batch, d) x (n, d) -> (batch, n) ``||x - w_i||^2`` by one matmul, both first centred by the (detached)
+    prototype mean so the matmul form keeps its precision on inputs with a large common mean."""
+    c = prototypes.detach().mean(0)
+    x_c, p_c = x - c, prototypes - c
+    return ((x_c * x_c).sum(-1, keepdim=True) - 2 * x_c @ p_c.T + (p_c * p_c).sum(-1)).clamp(min=0)
+
+
 @dataclass
 class SpaDESAEConfig(SAEConfig):
     """Config of the ``spade`` architecture."""
@@ -92,10 +100,7 @@ class SpaDESAE(SAE):
 
     def distances(self, x_n: Tensor) -> Tensor:
         """(batch, d_in) normalised -> (batch, d_sae) squared distances, by one matmul (dense; for analysis)."""
-        c = self.prototypes.detach().mean(0)
-        x_c, p_c = x_n - c, self.prototypes - c
-        d = (x_c * x_c).sum(-1, keepdim=True) - 2 * x_c @ p_c.T + (p_c * p_c).sum(-1)
-        return d.clamp(min=0)
+        return squared_distances(x_n, self.prototypes)
 
     def _select(self, x_c: Tensor, p_c: Tensor, sq: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
         """No-grad candidate selection (``sq``: (d_sae,) squared norms of ``p_c``): (dots (batch, n), idx
