@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-from contextlib import contextmanager
 from pathlib import Path
 
-import torch
+from _threads import torch_threads
 
 from pcfg import Corpus, build_corpus, load_grammar, save_corpus
 from spade_lens.lm.config import LMConfig, LMTrainConfig
@@ -32,15 +31,9 @@ def saved_corpus(folder: Path) -> Path:
     return save_corpus(tiny_corpus(), folder / "corpus")
 
 
-@contextmanager
 def one_thread():
     """Run torch on one thread inside the block (the test machine is small and shared); restore after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(1)
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from _threads import torch_threads
 
 from spade_lens.saes import SAE, create_sae
 
@@ -44,15 +45,11 @@ def grads_on_two_threads(arch: str, repeats: int = 4, **kwargs) -> list[dict[str
     sae = create_sae(arch, d_in=128, d_sae=256, seed=0, **kwargs)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1024, 128, generator=gen)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        out = []
+    out = []
+    with torch_threads(2):
         for _ in range(repeats):
             sae.zero_grad()
             res = sae(x)
             (res.mse_loss + res.sparsity_loss + res.aux_loss).backward()
             out.append({k: p.grad.clone() for k, p in sae.named_parameters() if p.grad is not None})
-        return out
-    finally:
-        torch.set_num_threads(before)
+    return out

@@ -6,6 +6,7 @@ import signal
 import pytest
 import torch
 from _lm_helpers import TINY, one_thread, saved_corpus, tiny_corpus, tiny_train
+from _threads import torch_threads
 
 from spade_lens.errors import SpadeLensError
 from spade_lens.lm import LMConfig, fit, resolve_config, train_lm
@@ -124,13 +125,9 @@ def test_two_trainings_with_one_seed_are_bit_identical_on_two_threads():
     """On more than one thread the embedding gradient used to accumulate in a timing-dependent order (last bits
     differed between calls); training switches torch's deterministic algorithms on for CPU runs and restores the
     caller's setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         runs = [train_lm(tiny_corpus(), TINY, tiny_train(steps=6, batch_size=128, eval_every=0), None,
                          progress=False).state_dict() for _ in range(4)]
-    finally:
-        torch.set_num_threads(before)
     for other in runs[1:]:
         assert [k for k in runs[0] if not torch.equal(runs[0][k], other[k])] == []
     assert not torch.are_deterministic_algorithms_enabled()
