@@ -102,12 +102,11 @@ class SpaDESAE(SAE):
         """(batch, d_in) normalised -> (batch, d_sae) squared distances, by one matmul (dense; for analysis)."""
         return squared_distances(x_n, self.prototypes)
 
-    def _select(self, x_c: Tensor, p_c: Tensor, sq: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
-        """No-grad candidate selection (``sq``: (d_sae,) squared norms of ``p_c``): (dots (batch, n), idx
-        (batch, k)) with every support inside idx."""
+    def _select(self, x_c: Tensor, p_c: Tensor, lam: Tensor) -> tuple[Tensor, Tensor]:
+        """No-grad candidate selection: (dots (batch, n), idx (batch, k)) with every support inside idx."""
         n = p_c.shape[0]
         dots = x_c @ p_c.T  # (batch, d_sae)
-        score = 2 * dots - sq  # -dist + ||x_c||^2, a per-row constant sparsemax ignores
+        score = 2 * dots - (p_c * p_c).sum(-1)  # -dist + ||x_c||^2, a per-row constant sparsemax ignores
         k = min(self.cfg.candidates, n)
         while True:
             vals, idx = torch.topk(score, k, dim=-1, sorted=True)
@@ -121,16 +120,17 @@ class SpaDESAE(SAE):
         c = self.prototypes.detach().mean(0)  # common centring vector (d_in,)
         x_c = x_n - c  # (batch, d_in)
         p_c = self.prototypes - c  # (d_sae, d_in)
-        sq = (p_c * p_c).sum(-1)  # (d_sae,)
         with torch.no_grad():
-            dots, idx = self._select(x_c, p_c.detach(), sq.detach(), lam.detach())
+            dots, idx = self._select(x_c, p_c.detach(), lam.detach())
         if torch.is_grad_enabled() and (x_c.requires_grad or p_c.requires_grad):
             dots_sel = gathered_dot(x_c, p_c, idx, dots)  # (batch, k), sparse backward
         else:
             dots_sel = dots.gather(1, idx)
         # (batch, k); index_select, not sq[idx]: the backward of advanced indexing accumulates in thread-timing
-        # order on CPU
-        sq_sel = sq.index_select(0, idx.reshape(-1)).view(idx.shape)
+        # order on CPU. (The squared norms are recomputed here rather than shared with _select: computing them
+        # before the selection reorders autograd's accumulation into the prototypes' gradient, which changes the
+        # last bits of every trained SpaDE, and the (d_sae, d_in) product is cheap beside the batch matmul.)
+        sq_sel = (p_c * p_c).sum(-1).index_select(0, idx.reshape(-1)).view(idx.shape)
         dist = ((x_c * x_c).sum(-1, keepdim=True) - 2 * dots_sel + sq_sel).clamp(min=0)  # (batch, k)
         z_sel = sparsemax(-lam * dist, dim=-1, k=idx.shape[1])  # exact: every support is inside idx
         z = torch.zeros(x_n.shape[0], self.cfg.d_sae, dtype=z_sel.dtype, device=z_sel.device).scatter(1, idx, z_sel)
