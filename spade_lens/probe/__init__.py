@@ -6,12 +6,14 @@ top-5 F1 per concept, per-concept L0 and NMSE, overall L0 / NMSE / dead fraction
 ``probe_views`` gives several groupings of the concepts (e.g. nouns and pronouns as one) from the same pass.
 """
 
+from spade_lens.probe.balanced import DEFAULT_PER_CONCEPT, balanced_sample
 from spade_lens.probe.cooccurrence import (
     accumulate_gram,
     cosine_from_gram,
     cross_concept_mass,
     latent_concepts,
     latent_order,
+    stable_rank,
 )
 from spade_lens.probe.counts import ACTIVE_THRESHOLD, ProbeCounts
 from spade_lens.probe.result import ProbeResult, result_from_counts
@@ -29,4 +31,7 @@ __all__ = [
     "probe_saes",
     "probe_views",
     "result_from_counts",
+    "stable_rank",
+    "balanced_sample",
+    "DEFAULT_PER_CONCEPT",
 ]

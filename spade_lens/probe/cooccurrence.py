@@ -90,3 +90,14 @@ def cross_concept_mass(cosine: Tensor, concepts: Tensor) -> float:
         return float("nan")
     cross = float(cos[off & (c.unsqueeze(0) != c.unsqueeze(1))].sum())
     return cross / total
+
+
+def stable_rank(matrix: Tensor) -> float:
+    """``trace(M) / ||M||_2`` of a symmetric positive semi-definite ``M`` (n, n): how many dimensions its mass
+    spreads over (1 when one direction holds it all, n for a multiple of the identity). The SpaDE paper reports it
+    for the data-data and latent-latent co-occurrence matrices. NaN for a zero matrix."""
+    m = matrix.double()
+    if m.numel() == 0:
+        return float("nan")
+    top = float(torch.linalg.eigvalsh(m)[-1])
+    return float(m.diagonal().sum()) / top if top > 0 else float("nan")

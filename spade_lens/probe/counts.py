@@ -47,6 +47,10 @@ class ProbeCounts:
         self.concept_tokens = torch.zeros(n_concepts, dtype=f64)  # (C,)
         self.concept_l0_sum = torch.zeros(n_concepts, dtype=f64)  # (C,) sum over tokens of c of L0
         self.gram: Tensor | None = torch.zeros(n_latents, n_latents, dtype=f64) if cooccurrence else None
+        # sum over tokens of z_hat z_hat^T with z_hat = z / ||z||: the tokens' cosine-similarity matrix (tokens x
+        # tokens, the paper's data-data co-occurrence) has the same non-zero eigenvalues, so its stable rank comes
+        # from this (n, n) matrix.
+        self.row_gram: Tensor | None = torch.zeros(n_latents, n_latents, dtype=f64) if cooccurrence else None
         # Reconstruction statistics (only when x_hat is given). Inputs are shifted by the first batch's mean
         # (``shift``) before summing squares, so the variance stays accurate for data with a large mean.
         self.has_reconstruction = False
@@ -118,6 +122,9 @@ class ProbeCounts:
         self.concept_l0_sum += (onehot.T @ tok_l0).double()
         if self.gram is not None:
             accumulate_gram(self.gram, z)  # (n, n) activation-profile Gram matrix
+        if self.row_gram is not None:
+            norms = z.norm(dim=1, keepdim=True)  # (b, 1)
+            accumulate_gram(self.row_gram, z / norms.clamp(min=torch.finfo(z.dtype).tiny))
 
         if x is None or x_hat is None:
             return

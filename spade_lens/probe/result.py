@@ -16,7 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spade_lens.probe.cooccurrence import cosine_from_gram, cross_concept_mass, latent_concepts, latent_order
+from spade_lens.probe.cooccurrence import (
+    cosine_from_gram,
+    cross_concept_mass,
+    latent_concepts,
+    latent_order,
+    stable_rank,
+)
 from spade_lens.probe.counts import ProbeCounts
 
 TOP_K_MEAN = 5
@@ -72,6 +78,12 @@ class ProbeResult:
     cross_concept_mass: float
     """Share of off-diagonal |cosine| between latents with different best concepts (see
     :func:`~spade_lens.probe.cooccurrence.cross_concept_mass`); NaN if co-occurrence was skipped."""
+    stable_rank_latents: float = float("nan")
+    """Stable rank (trace / largest eigenvalue) of the latent-latent co-occurrence (cosine) matrix; NaN if
+    co-occurrence was skipped."""
+    stable_rank_data: float = float("nan")
+    """Stable rank of the data-data matrix (cosine similarity of the probed tokens' codes ``z``, tokens x
+    tokens); NaN if co-occurrence was skipped."""
 
     def metrics(self) -> dict[str, Any]:
         """JSON-ready summary: ``architecture``, ``width``, ``l0``, ``nmse``, ``dead_fraction`` and
@@ -141,8 +153,10 @@ def result_from_counts(
         cos = cosine_from_gram(counts.gram)
         cross = cross_concept_mass(cos, concepts)
         cooc: Tensor | None = cos.float()
+        rank_latents = stable_rank(cos)
     else:
-        cooc, cross = None, float("nan")
+        cooc, cross, rank_latents = None, float("nan"), float("nan")
+    rank_data = stable_rank(counts.row_gram) if counts.row_gram is not None else float("nan")
     return ProbeResult(
         architecture=architecture,
         width=counts.n_latents,
@@ -166,4 +180,6 @@ def result_from_counts(
         latent_order=latent_order(f1),
         cooccurrence=cooc,
         cross_concept_mass=cross,
+        stable_rank_latents=rank_latents,
+        stable_rank_data=rank_data,
     )

@@ -27,7 +27,7 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "sae"
 
 
-def _new_figure(w: float, h: float) -> Any:
+def new_figure(w: float, h: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -36,7 +36,7 @@ def _new_figure(w: float, h: float) -> Any:
     return fig
 
 
-def _save(fig: Any, out_dir: Path, file: str) -> str:
+def save_figure(fig: Any, out_dir: Path, file: str) -> str:
     """Write ``fig`` as ``out_dir/file`` (``out_dir`` is write_report's temporary folder: atomic as a whole)."""
     fig.savefig(out_dir / file, format="png")
     return file
@@ -68,7 +68,7 @@ def plot_f1_heatmap(name: str, res: ProbeResult, out_dir: Path, stem: str | None
     """Concept x latent F1, latents grouped by best concept."""
     shown = _shown_latents(res)
     f1 = res.f1.numpy()[:, shown] if len(shown) else np.zeros((len(res.concept_names), 1))
-    fig = _new_figure(min(4 + 0.03 * f1.shape[1], 16), 1.2 + 0.35 * f1.shape[0])
+    fig = new_figure(min(4 + 0.03 * f1.shape[1], 16), 1.2 + 0.35 * f1.shape[0])
     ax = fig.add_subplot()
     im = ax.imshow(f1, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks(range(len(res.concept_names)), res.concept_names)
@@ -77,7 +77,7 @@ def plot_f1_heatmap(name: str, res: ProbeResult, out_dir: Path, stem: str | None
         ax.axvline(end - 0.5, color="white", lw=0.6)
     ax.set_title(f"{name} ({res.architecture}): F1 of each latent for each concept")
     fig.colorbar(im, ax=ax, label="F1", shrink=0.9)
-    return _save(fig, out_dir, f"f1_heatmap_{stem or safe_name(name)}.png")
+    return save_figure(fig, out_dir, f"f1_heatmap_{stem or safe_name(name)}.png")
 
 
 def plot_cooccurrence(name: str, res: ProbeResult, out_dir: Path, stem: str | None = None) -> str | None:
@@ -86,7 +86,7 @@ def plot_cooccurrence(name: str, res: ProbeResult, out_dir: Path, stem: str | No
         return None
     shown = _shown_latents(res)
     cos = res.cooccurrence.numpy()[np.ix_(shown, shown)] if len(shown) else np.zeros((1, 1))
-    fig = _new_figure(6.4, 5.6)
+    fig = new_figure(6.4, 5.6)
     ax = fig.add_subplot()
     im = ax.imshow(cos, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
     ticks, labels = [], []
@@ -102,14 +102,14 @@ def plot_cooccurrence(name: str, res: ProbeResult, out_dir: Path, stem: str | No
     ax.set_title(f"{name}: latent co-occurrence (cosine)\ncross-concept mass "
                  f"{'n/a' if math.isnan(mass) else f'{mass:.3f}'}")
     fig.colorbar(im, ax=ax, label="cosine of activation profiles", shrink=0.85)
-    return _save(fig, out_dir, f"cooccurrence_{stem or safe_name(name)}.png")
+    return save_figure(fig, out_dir, f"cooccurrence_{stem or safe_name(name)}.png")
 
 
 def _grouped_bars(results: Mapping[str, ProbeResult], values, ylabel: str, title: str, hatched=None) -> Any:
     concepts = concept_names(results)
     n = len(results)
     width = 0.8 / max(n, 1)
-    fig = _new_figure(max(6.0, 1.0 + 0.22 * n * len(concepts) + 0.6 * len(concepts)), 4.2)
+    fig = new_figure(max(6.0, 1.0 + 0.22 * n * len(concepts) + 0.6 * len(concepts)), 4.2)
     ax = fig.add_subplot()
     x = np.arange(len(concepts))
     colors = [f"C{i % 10}" for i in range(n)]
@@ -135,19 +135,19 @@ def plot_concept_f1(results: Mapping[str, ProbeResult], out_dir: Path) -> str:
                         "Best-latent F1 per concept (hatched: mean of top-5 latents)",
                         hatched=lambda r: r.top5_f1.numpy())
     fig.axes[0].set_ylim(0, 1.05)
-    return _save(fig, out_dir, "concept_f1.png")
+    return save_figure(fig, out_dir, "concept_f1.png")
 
 
 def plot_concept_l0(results: Mapping[str, ProbeResult], out_dir: Path) -> str:
     """Per-concept L0, SAEs side by side."""
     fig = _grouped_bars(results, lambda r: r.concept_l0.numpy(), "L0 (active latents per token)",
                         "Per-concept L0")
-    return _save(fig, out_dir, "concept_l0.png")
+    return save_figure(fig, out_dir, "concept_l0.png")
 
 
 def plot_tradeoff(results: Mapping[str, ProbeResult], out_dir: Path) -> str:
     """L0 against NMSE and against mean best-latent F1, one point per SAE."""
-    fig = _new_figure(10, 4.2)
+    fig = new_figure(10, 4.2)
     ax_nmse, ax_f1 = fig.subplots(1, 2)
     for j, (name, res) in enumerate(results.items()):
         for ax, y in ((ax_nmse, res.nmse), (ax_f1, mean_best_f1(res))):
@@ -161,7 +161,7 @@ def plot_tradeoff(results: Mapping[str, ProbeResult], out_dir: Path) -> str:
     ax_f1.set_ylabel("mean best-latent F1 over concepts")
     ax_f1.set_ylim(0, 1.05)
     ax_f1.set_title("Sparsity vs concept F1")
-    return _save(fig, out_dir, "tradeoff.png")
+    return save_figure(fig, out_dir, "tradeoff.png")
 
 
 def write_figures(results: Mapping[str, ProbeResult], out_dir: str | os.PathLike[str]) -> list[str]:

@@ -99,6 +99,7 @@ class SAE(nn.Module):
         self.register_buffer("norm_scale", torch.ones((), dtype=dtype))
         # Initialise on the CPU with a private generator (same seed -> same weights on every device), then move.
         generator = torch.Generator().manual_seed(int(seed))
+        self.init_seed = int(seed)
         self.init_parameters(generator, dtype)
         if device is not None:
             self.to(device)
@@ -119,6 +120,12 @@ class SAE(nn.Module):
     def aux_loss(self, x_n: Tensor, x_hat_n: Tensor, code: Code, dead_mask: Tensor | None) -> Tensor:
         """() auxiliary loss, coefficient included; zero by default."""
         return x_n.new_zeros(())
+
+    @torch.no_grad()
+    def init_from_batch(self, x: Tensor) -> None:
+        """Called once by the trainer before the first step of a fresh run, with RAW activations (batch, d_in) from
+        the head of the stream (the normalisation is already set): data-dependent initialisation. Nothing by
+        default."""
 
     @torch.no_grad()
     def post_step(self) -> None:

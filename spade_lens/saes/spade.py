@@ -18,7 +18,7 @@ decoding is sparse.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,9 @@ from spade_lens.saes.linear import inverse_softplus
 from spade_lens.saes.registry import register_sae
 from spade_lens.saes.sparse_ops import gathered_dot
 from spade_lens.sparsemax import _threshold_from_sorted, sparsemax
+
+INITS = ("normal", "data", "kmeans++")
+"""Prototype initialisations of :class:`SpaDESAEConfig` (``init``)."""
 
 
 def squared_distances(x: Tensor, prototypes: Tensor) -> Tensor:
@@ -53,6 +56,15 @@ class SpaDESAEConfig(SAEConfig):
     """Initial lambda (> 0); default ``1 / (2 d_in)`` (inputs normalised so ``E||x_n||^2 = d_in``)."""
     candidates: int = 64
     """Prototypes sorted per input by the fast path (speed only: results are exact for any value), >= 1."""
+    init: Literal["normal", "data", "kmeans++"] = "normal"
+    """Where prototypes start: ``normal`` N(0, I) (the reference code's init); ``data`` inputs drawn uniformly
+    from the head of the training stream; ``kmeans++`` inputs drawn by k-means++ seeding (each next prototype
+    with probability proportional to its squared distance from the nearest one chosen), which spreads them over
+    the data. The decoder rows start at the prototypes."""
+    dead_aux_coefficient: float = 0.0
+    """Weight of the dead-prototype auxiliary loss (0: off): the prototypes the trainer marks dead encode the
+    residual ``x_n - x_hat_n`` by their own sparsemax and reconstruct it, with the KDS term, which pulls them
+    towards the inputs nearest to them (AuxK's idea for SpaDE); >= 0."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,6 +72,9 @@ class SpaDESAEConfig(SAEConfig):
         if self.lambda_init is not None:
             check_positive("lambda_init", self.lambda_init)
         check_positive_int("candidates", self.candidates)
+        if self.init not in INITS:
+            raise SpadeLensError(f"init must be one of {list(INITS)}, got {self.init!r}")
+        check_non_negative("dead_aux_coefficient", self.dead_aux_coefficient)
 
 
 class SpaDESAE(SAE):
@@ -92,6 +107,31 @@ class SpaDESAE(SAE):
             pick = torch.randint(0, n, (self.cfg.d_sae,), generator=generator)
         self.prototypes.copy_(x_n[pick.to(x_n.device)])
         self.W_dec.copy_(self.prototypes)
+
+    @torch.no_grad()
+    def init_prototypes_kmeanspp(self, x: Tensor, seed: int = 0) -> None:
+        """Set prototypes and decoder rows to ``d_sae`` rows of RAW ``x`` chosen by k-means++ seeding (D^2
+        sampling, seeded); rows are drawn again only once every distinct row is taken."""
+        x_n = self.normalize(x.reshape(-1, self.cfg.d_in)).double()
+        generator = torch.Generator().manual_seed(int(seed))
+        n = x_n.shape[0]
+        picks = [int(torch.randint(0, n, (1,), generator=generator))]
+        nearest = (x_n - x_n[picks[0]]).pow(2).sum(-1)  # (n,) squared distance to the nearest pick
+        for _ in range(1, self.cfg.d_sae):
+            weights = nearest.cpu() if float(nearest.sum()) > 0 else torch.ones(n, dtype=torch.float64)
+            pick = int(torch.multinomial(weights, 1, generator=generator))
+            picks.append(pick)
+            nearest = torch.minimum(nearest, (x_n - x_n[pick]).pow(2).sum(-1))
+        chosen = x_n[torch.tensor(picks, device=x_n.device)].to(self.prototypes.dtype)
+        self.prototypes.copy_(chosen)
+        self.W_dec.copy_(chosen)
+
+    @torch.no_grad()
+    def init_from_batch(self, x: Tensor) -> None:
+        if self.cfg.init == "data":
+            self.init_prototypes_from_data(x, seed=self.init_seed)
+        elif self.cfg.init == "kmeans++":
+            self.init_prototypes_kmeanspp(x, seed=self.init_seed)
 
     @property
     def lambda_(self) -> Tensor:
@@ -141,6 +181,21 @@ class SpaDESAE(SAE):
             return x_n.new_zeros(())
         assert code.values is not None and code.cache is not None
         return self.cfg.kds_coefficient * (code.values * code.cache["dist"]).sum(-1).mean()
+
+    def aux_loss(self, x_n: Tensor, x_hat_n: Tensor, code: Code, dead_mask: Tensor | None) -> Tensor:
+        """Dead prototypes reconstruct the residual with their own sparsemax code, plus its KDS term (see
+        ``dead_aux_coefficient``); zero when off or when no prototype is dead."""
+        if dead_mask is None or self.cfg.dead_aux_coefficient == 0:
+            return x_n.new_zeros(())
+        dead = dead_mask.to(x_n.device).nonzero(as_tuple=True)[0]  # (m,)
+        if dead.numel() == 0:
+            return x_n.new_zeros(())
+        dist = squared_distances(x_n, self.prototypes.index_select(0, dead))  # (batch, m)
+        z = sparsemax(-self.lambda_.detach() * dist, dim=-1)  # (batch, m)
+        residual = (x_n - x_hat_n).detach()
+        recon = z @ self.W_dec.index_select(0, dead)  # (batch, d_in)
+        loss = (recon - residual).pow(2).sum(-1).mean() + self.cfg.kds_coefficient * (z * dist).sum(-1).mean()
+        return self.cfg.dead_aux_coefficient * loss
 
     # ---- files: prototypes' = s w + mu, lambda' = lambda / s^2, W_dec' = s W_dec, b_dec' = s b_dec + mu ---------
     @torch.no_grad()

@@ -226,6 +226,17 @@ def _normalize(slots: list[_Slot], stream: Iterator[Any], cfg: SAETrainConfig, n
     return stream
 
 
+def _init_from_data(slots: list[_Slot], stream: Iterator[Any], cfg: SAETrainConfig) -> Iterator[Any]:
+    """Give every SAE the head of the stream (``cfg.norm_batches`` batches) for its data-dependent initialisation
+    (:meth:`~spade_lens.saes.base.SAE.init_from_batch`); returns the stream with the head still in it."""
+    head, stream = peek(stream, cfg.norm_batches)
+    if head:
+        x = torch.cat([as_activations(b, i) for i, b in enumerate(head)])
+        for slot in slots:
+            slot.sae.init_from_batch(x.to(slot.device))
+    return stream
+
+
 def train_saes(
     saes: Mapping[str, nn.Module],
     batches: BatchSource,
@@ -269,8 +280,10 @@ def train_saes(
             warnings.warn(f"resuming with a config that differs from the checkpoint's in {changed}", stacklevel=2)
         step, tokens = _restore(slots, state)
     stream = batch_stream(batches, skip=step)
-    if not resume and cfg.normalize:
-        stream = _normalize(slots, stream, cfg, norm_stats)
+    if not resume:
+        if cfg.normalize:
+            stream = _normalize(slots, stream, cfg, norm_stats)
+        stream = _init_from_data(slots, stream, cfg)
 
     total = cfg.total_steps
     log = RunLog(out, total_steps=total, start_step=step, progress=progress, use_wandb=cfg.wandb,

@@ -1,0 +1,338 @@
+"""``run_sweep``: train every setting of a grid on one activation set, probe each, and report mean and sd over seeds.
+
+Layout of a sweep folder::
+
+    saes/<setting>/          the trained SAE (SAELens layout)
+    results/<setting>.json   what made it (``recipe``) and its probe records per evaluation set and view
+    train/seed-<s>/          checkpoint and log of the training pass of seed s (the checkpoint is removed at its end)
+    sweep.json               every result, the mean and sd over seeds per setting, the L0-band leaders
+    report/                  report.md and the Pareto figures
+
+The settings of one seed train side by side on the same batches (shuffled with that seed) in one pass over the
+data, so a sweep of S seeds takes S passes. A setting whose ``results/<setting>.json`` exists with the same recipe
+is never trained again (a different recipe stops the sweep and says which field differs); an interrupted pass
+resumes from its checkpoint; an SAE saved but not yet probed is probed without training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spade_lens.errors import SpadeLensError
+from spade_lens.sweep.config import SweepConfig
+from spade_lens.sweep.grid import SweepSetting
+from spade_lens.sweep.summary import aggregate_points, band_leaders, summarize
+
+FORMAT = "spade-lens-sweep"
+VERSION = 1
+EVAL_BATCH = 4096
+"""Rows per batch when the evaluation activations are probed."""
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` produced."""
+
+    out: Path
+    """The sweep folder."""
+    results: list[dict[str, Any]]
+    """One result per setting of the grid (``results/<name>.json``), in grid order."""
+    points: list[dict[str, Any]]
+    """Per setting without seed: mean and sd over seeds (see :mod:`spade_lens.sweep.summary`)."""
+    bands: dict[str, dict[str, list[dict[str, Any]]]]
+    """Evaluation set -> view -> the L0-band leaders table."""
+    trained: list[str]
+    """Names of the settings trained by this call (the others were already done)."""
+    report_dir: Path
+    """``out/report``."""
+
+
+def _cache(value: Any, what: str) -> Any:
+    from hooks import ActivationCache
+
+    if isinstance(value, ActivationCache):
+        return value
+    try:
+        return ActivationCache(value)
+    except (TypeError, ValueError) as err:
+        raise SpadeLensError(f"{what}: {err}") from err
+
+
+def resolve_caches(activations: Any, eval_activations: Any = None) -> tuple[Any, Any]:
+    """(training cache, evaluation cache). ``activations`` is a cache folder, or a run's ``activations`` folder
+    holding ``train/`` and ``validation/`` caches (then the evaluation cache defaults to ``validation/``)."""
+    from hooks import ActivationCache
+
+    if not isinstance(activations, ActivationCache):
+        root = Path(activations)
+        if (root / "train").is_dir() and (root / "validation").is_dir() and not (root / "manifest.json").exists():
+            if eval_activations is None:
+                eval_activations = root / "validation"
+            activations = root / "train"
+    if eval_activations is None:
+        raise SpadeLensError(f"eval_activations: received None and {str(activations)!r} has no validation/ beside "
+                             "train/; expected held-out activations to probe on (--eval-activations DIR)")
+    train, evaluation = _cache(activations, "activations"), _cache(eval_activations, "eval_activations")
+    if Path(train.path).resolve() == Path(evaluation.path).resolve():
+        raise SpadeLensError(f"eval_activations: received the training cache {str(train.path)!r}; expected "
+                             "held-out activations (probing on training data overstates every SAE)")
+    return train, evaluation
+
+
+def _pick_hook(train: Any, evaluation: Any, hook: str | None) -> str:
+    if hook is None:
+        if len(train.hook_names) != 1:
+            raise SpadeLensError(f"hook: the training cache holds hooks {train.hook_names}; expected hook=NAME")
+        hook = train.hook_names[0]
+    for cache, what in ((train, "activations"), (evaluation, "eval_activations")):
+        if hook not in cache.hook_names:
+            raise SpadeLensError(f"hook: {hook!r} is not in the {what} cache {str(cache.path)!r} (hooks: "
+                                 f"{cache.hook_names})")
+    if train.dims[hook] != evaluation.dims[hook]:
+        raise SpadeLensError(f"eval_activations: width {evaluation.dims[hook]} at {hook!r}; the training cache has "
+                             f"{train.dims[hook]}")
+    return hook
+
+
+def _views(cfg: SweepConfig, names: list[str] | None) -> dict[str, Any]:
+    views = {}
+    for view, groups in cfg.resolved_views.items():
+        if groups and (names is None or not all(m in names for ms in groups.values() for m in ms)):
+            continue  # e.g. the paper's N+Pro view on a grammar without pronouns
+        views[view] = groups
+    if not views:
+        raise SpadeLensError(f"views: none of {sorted(cfg.resolved_views)} fits the labels {names}; expected at "
+                             "least one")
+    return views
+
+
+def recipe(setting: SweepSetting, cfg: SweepConfig, hook: str, train: Any, evaluation: Any,
+           views: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything that decides a setting's result: its config fields, training, data and evaluation."""
+    return {
+        "arch": setting.arch,
+        "seed": setting.seed,
+        "sae": {**cfg.defaults.get(setting.arch, {}), **setting.sae_kwargs()},
+        "lr_scale": float(setting.train_value("lr_scale", cfg.lr_scale.get(setting.arch, 1.0))),
+        "width": cfg.width, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
+        "hook": hook,
+        "train": {"n_tokens": train.n_tokens, "model": train.metadata.get("model")},
+        "eval": {"n_tokens": evaluation.n_tokens, "model": evaluation.metadata.get("model"),
+                 "probe_tokens": cfg.probe_tokens, "balanced_per_concept": cfg.balanced_per_concept,
+                 "balanced_seed": cfg.balanced_seed, "label": cfg.label, "views": dict(views)},
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SpadeLensError(f"out: {path} is not a readable sweep result ({err}); remove it to retrain that "
+                             "setting") from err
+    if not isinstance(data, dict) or "recipe" not in data or "evals" not in data:
+        raise SpadeLensError(f"out: {path} is not a sweep result (no recipe/evals); remove it to retrain that setting")
+    return data
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    diffs = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            diffs.append(f"{prefix}{k}: {a!r} there, {b!r} asked")
+    return diffs
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _evaluation_sets(evaluation: Any, hook: str, cfg: SweepConfig, names: list[str] | None) -> dict[str, Any]:
+    """Evaluation set name -> (callable giving batches, max_tokens)."""
+    from spade_lens.probe import balanced_sample
+
+    sets: dict[str, Any] = {"full": (lambda: evaluation.batches(hook, EVAL_BATCH, shuffle=False), cfg.probe_tokens)}
+    if cfg.balanced_per_concept:
+        sample = balanced_sample(evaluation.batches(hook, EVAL_BATCH, shuffle=False), label=cfg.label,
+                                 per_concept=cfg.balanced_per_concept, seed=cfg.balanced_seed, label_names=names)
+        sets["balanced"] = (lambda: [sample], None)
+    return sets
+
+
+def _probe(saes: Mapping[str, Any], sets: Mapping[str, Any], views: Mapping[str, Any], cfg: SweepConfig,
+           names: list[str] | None, progress: bool) -> dict[str, dict[str, dict[str, Any]]]:
+    """SAE name -> evaluation set -> view -> record."""
+    from spade_lens.probe import probe_views
+
+    out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in saes}
+    for ev, (batches, max_tokens) in sets.items():
+        found = probe_views(dict(saes), batches(), views, label=cfg.label, label_names=names, max_tokens=max_tokens,
+                            progress=progress)
+        for name in saes:
+            out[name][ev] = {view: summarize(found[view][name]) for view in views}
+    return out
+
+
+def _train_pass(group: list[SweepSetting], cfg: SweepConfig, train: Any, hook: str, folder: Path, device: Any,
+                progress: bool, say: Say) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Train the settings of one seed side by side; returns (name -> trained SAE, name -> training metrics)."""
+    from spade_lens.saes import create_sae
+    from spade_lens.training import SAETrainConfig, load_checkpoint, train_saes
+    from spade_lens.training.checkpoint import checkpoint_path
+
+    seed = group[0].seed
+    model_name = str((train.metadata.get("model") or {}).get("name", ""))
+    saes = {s.name: create_sae(s.arch, d_in=train.dims[hook], d_sae=cfg.width, seed=seed, hook_name=hook,
+                               model_name=model_name, device=device,
+                               **{**cfg.defaults.get(s.arch, {}), **s.sae_kwargs()})
+            for s in group}
+    lr_scale = {s.name: float(s.train_value("lr_scale", cfg.lr_scale.get(s.arch, 1.0))) for s in group}
+    train_cfg = SAETrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, lr_scale=lr_scale,
+                               checkpoint_every=cfg.checkpoint_every, save_saes=False)
+    resume = False
+    if checkpoint_path(folder).is_file():
+        state = load_checkpoint(folder)
+        if sorted(state["saes"]) == sorted(saes) and state.get("config") == train_cfg.to_dict():
+            resume = True
+        else:
+            say(f"      {folder}: its checkpoint holds other settings; starting this pass afresh")
+            checkpoint_path(folder).unlink()
+    say(f"      seed {seed}: {len(group)} settings side by side, {cfg.steps} steps"
+        f"{' (resumed)' if resume else ''}")
+    metrics = train_saes(saes, lambda: train.batches(hook, cfg.batch_size, shuffle=True, seed=seed), train_cfg,
+                         out_dir=folder, progress=progress, resume=resume)
+    for sae in saes.values():
+        sae.eval()
+    return saes, metrics
+
+
+def run_sweep(
+    activations: Any,
+    settings: Sequence[SweepSetting],
+    cfg: SweepConfig | None = None,
+    *,
+    out: str | os.PathLike[str],
+    eval_activations: Any = None,
+    hook: str | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    plots: bool = True,
+    say: Say = _quiet,
+) -> SweepResult:
+    """Train and probe every setting of ``settings`` (see :func:`~spade_lens.sweep.grid.expand_grid`) into ``out``.
+
+    ``activations``: a training activation cache (folder or :class:`hooks.ActivationCache`), or a run's
+    ``activations`` folder with ``train/`` and ``validation/``. ``eval_activations``: held-out activations to
+    probe on (default: the run's ``validation/``). Each setting is probed on the first ``cfg.probe_tokens``
+    evaluation tokens (``full``) and on a balanced draw of ``cfg.balanced_per_concept`` tokens per concept
+    (``balanced``), in every view of ``cfg.views``. ``say`` gets one line per pass and per finished setting.
+    """
+    from spade_lens.saes import load_sae
+
+    cfg = cfg or SweepConfig()
+    if not isinstance(cfg, SweepConfig):
+        raise SpadeLensError(f"cfg: received a {type(cfg).__name__}; expected a SweepConfig")
+    settings = list(settings)
+    if not settings or not all(isinstance(s, SweepSetting) for s in settings):
+        raise SpadeLensError("settings: expected a non-empty list of SweepSetting (see spade_lens.sweep.expand_grid)")
+    train, evaluation = resolve_caches(activations, eval_activations)
+    hook = _pick_hook(train, evaluation, hook)
+    names = evaluation.label_names.get(cfg.label)
+    if cfg.label not in evaluation.label_columns:
+        raise SpadeLensError(f"label: {cfg.label!r} is not a label column of {str(evaluation.path)!r}; it has "
+                             f"{evaluation.label_columns}")
+    views = _views(cfg, names)
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise SpadeLensError(f"out: {str(root)!r} is a file; expected a sweep folder")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    recipes = {s.name: _json_safe(recipe(s, cfg, hook, train, evaluation, views)) for s in settings}
+    done: dict[str, dict[str, Any]] = {}
+    for s in settings:
+        old = _read_result(root / "results" / f"{s.name}.json")
+        if old is None:
+            continue
+        diffs = _differences(old["recipe"], recipes[s.name])
+        if diffs:
+            raise SpadeLensError(f"out: {str(root)!r} already holds {s.name} made differently ({'; '.join(diffs)}); "
+                                 "choose another --out, or remove that result to retrain it")
+        done[s.name] = old
+    pending = [s for s in settings if s.name not in done]
+    say(f"sweep: {len(settings)} settings ({len(done)} done, {len(pending)} to train) -> {root}")
+
+    trained: list[str] = []
+    sets = None
+    for seed in sorted({s.seed for s in pending}):
+        group = [s for s in pending if s.seed == seed]
+        saved = {s.name: load_sae(root / "saes" / s.name, device=device) for s in group
+                 if (root / "saes" / s.name / "cfg.json").is_file()}
+        to_train = [s for s in group if s.name not in saved]
+        metrics: dict[str, dict[str, float]] = {}
+        saes: dict[str, Any] = dict(saved)
+        if to_train:
+            start = time.perf_counter()
+            fresh, metrics = _train_pass(to_train, cfg, train, hook, root / "train" / f"seed-{seed}", device,
+                                         progress, say)
+            for name, sae in fresh.items():
+                sae.save(root / "saes" / name)
+            (root / "train" / f"seed-{seed}" / "checkpoint.pt").unlink(missing_ok=True)
+            saes.update(fresh)
+            trained += list(fresh)
+            say(f"      seed {seed}: trained in {time.perf_counter() - start:.0f} s; probing")
+        if sets is None:
+            sets = _evaluation_sets(evaluation, hook, cfg, names)
+        probed = _probe(saes, sets, views, cfg, names, progress)
+        for s in group:
+            m = metrics.get(s.name, {})
+            result = {"name": s.name, "arch": s.arch, "params": dict(s.params), "label": s.label, "seed": s.seed,
+                      "recipe": recipes[s.name],
+                      "train": {"tokens": m.get("tokens"), "tokens_per_s": m.get("tokens_per_s")},
+                      "evals": probed[s.name]}
+            _write_json(root / "results" / f"{s.name}.json", _json_safe(result))
+            done[s.name] = result
+            head = result["evals"]["full"][next(iter(views))]
+            say(f"      done {s.name}: L0 {_fmt(head['l0'], 2)}, dead {_fmt(head['dead_fraction'], 2)}, "
+                f"mean best F1 {_fmt(head['mean_best_f1'], 3)}")
+
+    results = [done[s.name] for s in settings]
+    points = aggregate_points(results)
+    bands = {ev: {view: band_leaders(points, ev, view) for view in views} for ev in results[0]["evals"]}
+    summary = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "hook": hook,
+               "activations": str(train.path), "eval_activations": str(evaluation.path),
+               "settings": [s.name for s in settings], "results": results, "points": points, "bands": bands}
+    _write_json(root / "sweep.json", _json_safe(summary))
+    from spade_lens.sweep.report import write_sweep_report
+
+    report = write_sweep_report(summary, root / "report", plots=plots)
+    return SweepResult(out=root, results=results, points=points, bands=bands, trained=trained, report_dir=report)
