@@ -128,6 +128,18 @@ class SAE(nn.Module):
         default."""
 
     @torch.no_grad()
+    def resample(self, x: Tensor, x_hat: Tensor, dead_mask: Tensor, step: int, total_steps: int) -> Tensor | None:
+        """Called by the trainer after each optimiser step with that step's RAW inputs ``x`` (batch, d_in), their
+        reconstructions ``x_hat`` and the bool (d_sae,) dead mask: an architecture that resamples dead latents
+        re-initialises some and returns their indices (the trainer then clears their optimiser state along
+        :meth:`latent_parameters` and their dead counters). None (the default): nothing resampled."""
+        return None
+
+    def latent_parameters(self) -> list[tuple[nn.Parameter, int]]:
+        """(parameter, dimension indexed by latent) of every parameter with one slice per latent."""
+        return [(self.W_dec, 0)]
+
+    @torch.no_grad()
     def post_step(self) -> None:
         """Called by the trainer after each optimiser step (e.g. decoder-norm constraints); nothing by default."""
 

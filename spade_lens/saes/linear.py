@@ -32,6 +32,9 @@ class LinearEncoderSAE(SAE):
         self.W_enc = nn.Parameter(w.T.contiguous().to(dtype))
         self.b_enc = nn.Parameter(torch.zeros(d_sae, dtype=dtype))
 
+    def latent_parameters(self) -> list[tuple[nn.Parameter, int]]:
+        return [(self.W_dec, 0), (self.W_enc, 1), (self.b_enc, 0)]
+
     def pre_activations(self, x_n: Tensor) -> Tensor:
         """(batch, d_in) normalised -> (batch, d_sae) pre-activations."""
         return (x_n - self.b_dec) @ self.W_enc + self.b_enc

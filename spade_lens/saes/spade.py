@@ -66,9 +66,21 @@ class SpaDESAEConfig(SAEConfig):
     residual ``x_n - x_hat_n`` by their own sparsemax and reconstruct it, with the KDS term, which pulls them
     towards the inputs nearest to them (AuxK's idea for SpaDE); >= 0."""
 
+    resample_every: int = 0
+    """Steps between resamplings of dead prototypes (0: never): each prototype the trainer marks dead moves onto
+    an input of the current batch drawn with probability proportional to its squared reconstruction error (its
+    decoder row too, its optimiser state cleared), as SAE practice resamples dead latents; >= 0."""
+    resample_until: float = 0.5
+    """Resampling happens only in this first fraction of the run, so the last part settles; in (0, 1]."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check_non_negative("kds_coefficient", self.kds_coefficient)
+        if isinstance(self.resample_every, bool) or not isinstance(self.resample_every, int) or self.resample_every < 0:
+            raise SpadeLensError(f"resample_every must be an integer >= 0, got {self.resample_every!r}")
+        if isinstance(self.resample_until, bool) or not isinstance(self.resample_until, (int, float)) or not (
+                0 < self.resample_until <= 1):
+            raise SpadeLensError(f"resample_until must be a number in (0, 1], got {self.resample_until!r}")
         if self.lambda_init is not None:
             check_positive("lambda_init", self.lambda_init)
         check_positive_int("candidates", self.candidates)
@@ -181,6 +193,29 @@ class SpaDESAE(SAE):
             return x_n.new_zeros(())
         assert code.values is not None and code.cache is not None
         return self.cfg.kds_coefficient * (code.values * code.cache["dist"]).sum(-1).mean()
+
+    def latent_parameters(self) -> list[tuple[nn.Parameter, int]]:
+        return [(self.W_dec, 0), (self.prototypes, 0)]
+
+    @torch.no_grad()
+    def resample(self, x: Tensor, x_hat: Tensor, dead_mask: Tensor, step: int, total_steps: int) -> Tensor | None:
+        every = self.cfg.resample_every
+        if not every or (step + 1) % every or step + 1 > self.cfg.resample_until * total_steps:
+            return None
+        dead = dead_mask.to(self.prototypes.device).nonzero(as_tuple=True)[0]  # (m,)
+        if dead.numel() == 0:
+            return None
+        x_n = self.normalize(x)
+        err = (x_n - self.normalize(x_hat)).pow(2).sum(-1).double().cpu()  # (batch,)
+        k = min(dead.numel(), x_n.shape[0])
+        # seeded by the SAE's seed and the step: the same draw after a resume, no global RNG touched
+        generator = torch.Generator().manual_seed(self.init_seed * 1_000_003 + step)
+        weights = err if float(err.sum()) > 0 else torch.ones_like(err)
+        rows = torch.multinomial(weights, k, replacement=False, generator=generator).to(x_n.device)
+        dead = dead[:k]
+        self.prototypes.index_copy_(0, dead, x_n.index_select(0, rows))
+        self.W_dec.index_copy_(0, dead, x_n.index_select(0, rows))
+        return dead
 
     def aux_loss(self, x_n: Tensor, x_hat_n: Tensor, code: Code, dead_mask: Tensor | None) -> Tensor:
         """Dead prototypes reconstruct the residual with their own sparsemax code, plus its KDS term (see

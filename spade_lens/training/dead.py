@@ -27,6 +27,11 @@ class DeadLatentTracker:
         self.tokens_since_fired.add_(z.shape[0]).masked_fill_(fired, 0)
         return fired
 
+    @torch.no_grad()
+    def revive(self, latents: Tensor) -> None:
+        """Restart the count of ``latents`` (int64 indices) from 0, e.g. after they were resampled."""
+        self.tokens_since_fired[latents.to(self.tokens_since_fired.device)] = 0
+
     @property
     def dead_mask(self) -> Tensor:
         """bool (d_sae,): latents that have not fired on the last ``window`` tokens."""

@@ -130,6 +130,10 @@ def _train_step(slot: _Slot, x: Tensor, step: int, cfg: SAETrainConfig, want_sta
     slot.sae.post_step()
     z = out.z.detach()
     slot.dead.update(z)
+    resampled = slot.sae.resample(x, out.x_hat.detach(), slot.dead.dead_mask, step, cfg.total_steps)
+    if resampled is not None and resampled.numel():
+        _clear_optimizer_rows(slot, resampled)
+        slot.dead.revive(resampled)
     if want_stats:
         slot.last = {
             "loss": loss.item(),
@@ -145,6 +149,19 @@ def _train_step(slot: _Slot, x: Tensor, step: int, cfg: SAETrainConfig, want_sta
     if slot.device.type == "cuda":
         torch.cuda.synchronize(slot.device)
     slot.seconds += time.perf_counter() - start
+
+
+@torch.no_grad()
+def _clear_optimizer_rows(slot: _Slot, latents: Tensor) -> None:
+    """Zero Adam's moments of resampled ``latents`` in every latent-indexed parameter, so the new weights start
+    without the old ones' momentum."""
+    for param, dim in slot.sae.latent_parameters():
+        state = slot.optimizer.state.get(param)
+        if not state:
+            continue
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key].index_fill_(dim, latents.to(state[key].device), 0.0)
 
 
 def _state(slots: list[_Slot], step: int, tokens: int, cfg: SAETrainConfig) -> dict[str, Any]:
