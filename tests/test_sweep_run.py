@@ -51,6 +51,10 @@ def test_every_setting_has_an_sae_a_result_and_both_views(swept):
             assert list(ev["ab"]["concepts"]) == ["a+b", "c"]
     topk1 = json.loads((out / "results" / "topk_k-1_seed0.json").read_text())
     assert topk1["evals"]["full"]["kind"]["l0"] == pytest.approx(1.0)
+    balanced = topk1["evals"]["balanced"]["ab"]
+    assert 0 <= balanced["mean_group_f1"] <= 1 and topk1["evals"]["full"]["ab"]["mean_group_f1"] is None
+    assert sum(c["group_size"] for c in balanced["concepts"].values()) <= 16
+    assert all(0 <= c["group_f1"] <= 1 for c in balanced["concepts"].values())
     assert not (out / "train" / "seed-0" / "checkpoint.pt").exists()  # removed once the pass is saved
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["settings"] == [s.name for s in settings]

@@ -55,14 +55,17 @@ def bands_table(rows: Sequence[Mapping[str, Any]], archs: Sequence[str]) -> str:
 
 
 def settings_table(points: Sequence[Mapping[str, Any]], ev: str, view: str) -> str:
-    """Every setting: seeds, L0, NMSE, dead fraction, mean best and top-5 F1, best F1 per concept, stable ranks."""
+    """Every setting: seeds, L0, NMSE, dead fraction, mean best and top-5 F1, best F1 per concept, mean group F1
+    (where computed), stable ranks."""
     concepts: list[str] = []
     for p in points:
         rec = p["evals"].get(ev, {}).get(view)
         if rec is not None:
             concepts += [c for c in rec["concepts"] if c not in concepts]
+    grouped = any(p["evals"].get(ev, {}).get(view, {}).get("mean_group_f1", {}).get("mean") is not None
+                  for p in points)
     header = ["setting", "seeds", "L0", "NMSE", "dead", "mean best F1", "mean top-5 F1", *concepts,
-              "stable rank data", "stable rank latents"]
+              *(["mean group F1"] if grouped else []), "stable rank data", "stable rank latents"]
     body = []
     for p in points:
         rec = p["evals"].get(ev, {}).get(view)
@@ -71,6 +74,7 @@ def settings_table(points: Sequence[Mapping[str, Any]], ev: str, view: str) -> s
         body.append([p["label"], str(len(p["seeds"])), _pm(rec["l0"], 2), _pm(rec["nmse"], 4),
                      _pm(rec["dead_fraction"], 2), _pm(rec["mean_best_f1"]), _pm(rec["mean_top5_f1"]),
                      *[_pm(rec["concepts"].get(c, {}).get("best_f1")) for c in concepts],
+                     *([_pm(rec.get("mean_group_f1"))] if grouped else []),
                      _pm(rec["stable_rank_data"], 1), _pm(rec["stable_rank_latents"], 1)])
     return _table(header, body)
 

@@ -178,28 +178,51 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _evaluation_sets(evaluation: Any, hook: str, cfg: SweepConfig, names: list[str] | None) -> dict[str, Any]:
-    """Evaluation set name -> (callable giving batches, max_tokens)."""
+    """Evaluation set name -> (callable giving batches, max_tokens, the tokens when held in memory or None)."""
     from spade_lens.probe import balanced_sample
 
-    sets: dict[str, Any] = {"full": (lambda: evaluation.batches(hook, EVAL_BATCH, shuffle=False), cfg.probe_tokens)}
+    sets: dict[str, Any] = {
+        "full": (lambda: evaluation.batches(hook, EVAL_BATCH, shuffle=False), cfg.probe_tokens, None)}
     if cfg.balanced_per_concept:
         sample = balanced_sample(evaluation.batches(hook, EVAL_BATCH, shuffle=False), label=cfg.label,
                                  per_concept=cfg.balanced_per_concept, seed=cfg.balanced_seed, label_names=names)
-        sets["balanced"] = (lambda: [sample], None)
+        sets["balanced"] = (lambda: [sample], None, sample)
     return sets
+
+
+@torch.no_grad()
+def _add_group_f1(record: dict[str, Any], sae: Any, sample: Any, labels: Any, result: Any) -> None:
+    """Add each concept's group F1 and group size (see :mod:`spade_lens.probe.coverage`) to a record."""
+    from spade_lens.probe.coverage import group_f1, group_sizes
+
+    z = torch.cat([sae.encode(chunk) for chunk in sample.acts.split(EVAL_BATCH)])
+    n_concepts = len(result.concept_names)
+    f1 = group_f1(z, labels, result.latent_concept, n_concepts)
+    sizes = group_sizes(result.latent_concept, n_concepts)
+    for c, concept in enumerate(result.concept_names):
+        record["concepts"][concept].update(group_f1=float(f1[c]), group_size=sizes[c])
+    record["mean_group_f1"] = float(f1.mean()) if n_concepts else None
 
 
 def _probe(saes: Mapping[str, Any], sets: Mapping[str, Any], views: Mapping[str, Any], cfg: SweepConfig,
            names: list[str] | None, progress: bool) -> dict[str, dict[str, dict[str, Any]]]:
-    """SAE name -> evaluation set -> view -> record."""
+    """SAE name -> evaluation set -> view -> record (with group F1 on sets held in memory)."""
     from spade_lens.probe import probe_views
+    from spade_lens.probe.coverage import remap_labels
+    from spade_lens.probe.groups import group_concepts
 
     out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in saes}
-    for ev, (batches, max_tokens) in sets.items():
+    for ev, (batches, max_tokens, sample) in sets.items():
         found = probe_views(dict(saes), batches(), views, label=cfg.label, label_names=names, max_tokens=max_tokens,
                             progress=progress)
-        for name in saes:
+        for name, sae in saes.items():
             out[name][ev] = {view: summarize(found[view][name]) for view in views}
+            if sample is None:
+                continue
+            for view, groups in views.items():
+                lookup = group_concepts(names, groups)[0] if groups else None
+                labels = remap_labels(sample.labels[cfg.label], lookup)
+                _add_group_f1(out[name][ev][view], sae, sample, labels, found[view][name])
     return out
 
 

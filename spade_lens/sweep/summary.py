@@ -3,7 +3,9 @@ which architecture leads in each L0 band.
 
 Record of one SAE and one (evaluation set, view): ``l0``, ``nmse``, ``dead_fraction``, ``mean_best_f1`` (mean over
 concepts of the best-latent F1), ``mean_top5_f1``, ``stable_rank_data``, ``stable_rank_latents``,
-``cross_concept_mass`` and ``concepts`` (name -> ``best_f1``, ``top5_f1``, ``l0``). Unknown values are None.
+``cross_concept_mass`` and ``concepts`` (name -> ``best_f1``, ``top5_f1``, ``l0``). On an evaluation set held in
+memory (the balanced one) also ``mean_group_f1`` and, per concept, ``group_f1`` and ``group_size`` (see
+:mod:`spade_lens.probe.coverage`). Unknown values are None.
 
 Over seeds, every number becomes ``{"mean", "sd", "values"}``: the mean and the sample standard deviation
 (``ddof=1``; None with a single seed) of the seeds' values, the values in seed order.
@@ -17,10 +19,10 @@ from typing import Any
 
 from spade_lens.probe import ProbeResult
 
-SCALARS = ("l0", "nmse", "dead_fraction", "mean_best_f1", "mean_top5_f1", "stable_rank_data",
+SCALARS = ("l0", "nmse", "dead_fraction", "mean_best_f1", "mean_top5_f1", "mean_group_f1", "stable_rank_data",
            "stable_rank_latents", "cross_concept_mass")
 """The per-SAE numbers of a record (besides the per-concept ones)."""
-CONCEPT_SCALARS = ("best_f1", "top5_f1", "l0")
+CONCEPT_SCALARS = ("best_f1", "top5_f1", "l0", "group_f1", "group_size")
 """The per-concept numbers of a record."""
 
 L0_BANDS: tuple[tuple[int, int], ...] = ((1, 2), (3, 6), (7, 12), (13, 20), (21, 40))
@@ -48,6 +50,7 @@ def summarize(res: ProbeResult) -> dict[str, Any]:
         "stable_rank_data": _num(res.stable_rank_data),
         "stable_rank_latents": _num(res.stable_rank_latents),
         "cross_concept_mass": _num(res.cross_concept_mass),
+        "mean_group_f1": None,
         "concepts": {name: {"best_f1": _num(res.best_f1[c]), "top5_f1": _num(res.top5_f1[c]),
                             "l0": _num(res.concept_l0[c])}
                      for c, name in enumerate(res.concept_names)},
