@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harvest",
     "train_sae",
     "probe",
+    "dashboard",
     "run",
 )
 

@@ -15,7 +15,7 @@ from spade_lens.probe.cooccurrence import (
 )
 from spade_lens.probe.counts import ACTIVE_THRESHOLD, ProbeCounts
 from spade_lens.probe.result import ProbeResult, result_from_counts
-from spade_lens.probe.stream import probe_saes, probe_views
+from spade_lens.probe.stream import probe_saes, probe_views, stream_probe
 
 __all__ = [
     "ACTIVE_THRESHOLD",
@@ -29,4 +29,5 @@ __all__ = [
     "probe_saes",
     "probe_views",
     "result_from_counts",
+    "stream_probe",
 ]
