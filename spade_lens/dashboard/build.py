@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from spade_lens._atomic import atomic_dir
 from spade_lens.dashboard.collect import LatentData, collect
 from spade_lens.dashboard.logit_lens import decoder_logits, unembedding
-from spade_lens.dashboard.payload import block_payload, index_payload, sae_summary
+from spade_lens.dashboard.payload import block_payloads, index_payload, sae_summary
 from spade_lens.dashboard.site import block_file, check_out_dir, copy_assets, write_data, write_marker
 from spade_lens.dashboard.tokens import matching_split, token_texts
 from spade_lens.dashboard.topk import NO_TOKEN
@@ -195,11 +195,9 @@ def build_dashboard(
         copy_assets(tmp)
         write_data(tmp, "data/index.js", "index", index)
         bar = tqdm(total=n_blocks, desc="dashboard", unit="block", disable=not progress)
-        for (name, d), summary in zip(data.items(), summaries, strict=True):
-            for b in range(summary["blocks"]):
-                start, stop = b * cfg.block_size, min((b + 1) * cfg.block_size, d.result.width)
-                write_data(tmp, block_file(folders[name], b), f"{name}:{b}",
-                           block_payload(d, start, stop, texts, logits[name]))
+        for name, d in data.items():
+            for b, block in enumerate(block_payloads(d, cfg.block_size, texts, logits[name])):
+                write_data(tmp, block_file(folders[name], b), f"{name}:{b}", block)
                 bar.update(1)
         bar.close()
         write_marker(tmp, index)

@@ -8,7 +8,7 @@ the example's own token is exact.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -120,35 +120,53 @@ def index_payload(summaries: Sequence[dict[str, Any]], data: LatentData, *, titl
     }
 
 
-def _examples(data: LatentData, i: int) -> list[dict[str, Any]]:
-    top = data.top
-    out = []
-    for r in range(int(top.count()[i])):
-        valid = top.tokens[i, r] != NO_TOKEN  # (w,)
-        keep = valid.nonzero(as_tuple=True)[0]
-        centre = int((keep == top.window).nonzero(as_tuple=True)[0][0])
-        out.append({
-            "act": _num(top.value[i, r]),
-            "row": int(top.row[i, r]),
-            "seq": int(top.seq[i, r]),
-            "pos": int(top.pos[i, r]),
-            "centre": centre,
-            "tokens": top.tokens[i, r, keep].tolist(),
-            "labels": top.labels[i, r, keep].tolist(),
-            "acts": [_short(v) for v in top.acts[i, r, keep].tolist()],
-        })
-    return out
+class _Examples:
+    """The top examples of one SAE as Python lists (converted once), turned into JSON-ready dicts per latent."""
+
+    def __init__(self, data: LatentData) -> None:
+        top = data.top
+        self.window = top.window
+        self.count = top.count().tolist()
+        self.value, self.row, self.seq, self.pos = (t.tolist() for t in (top.value, top.row, top.seq, top.pos))
+        self.tokens, self.labels, self.acts = (t.tolist() for t in (top.tokens, top.labels, top.acts))
+
+    def latent(self, i: int) -> list[dict[str, Any]]:
+        out = []
+        for r in range(self.count[i]):
+            tokens = self.tokens[i][r]
+            keep = [j for j, t in enumerate(tokens) if t != NO_TOKEN]
+            out.append({
+                "act": _num(self.value[i][r]),
+                "row": self.row[i][r],
+                "seq": self.seq[i][r],
+                "pos": self.pos[i][r],
+                "centre": keep.index(self.window),
+                "tokens": [tokens[j] for j in keep],
+                "labels": [self.labels[i][r][j] for j in keep],
+                "acts": [_short(self.acts[i][r][j]) for j in keep],
+            })
+        return out
+
+
+def block_payloads(data: LatentData, block_size: int, texts: Mapping[int, tuple[str, bool]],
+                   logits: tuple[Tensor, Tensor, Tensor, Tensor] | None) -> Iterator[dict[str, Any]]:
+    """One SAE's latents in blocks of ``block_size``, each with the text of every token it mentions."""
+    examples = _Examples(data)
+    for start in range(0, data.result.width, block_size):
+        yield block_payload(data, start, min(start + block_size, data.result.width), texts, logits, examples)
 
 
 def block_payload(data: LatentData, start: int, stop: int, texts: Mapping[int, tuple[str, bool]],
-                  logits: tuple[Tensor, Tensor, Tensor, Tensor] | None) -> dict[str, Any]:
+                  logits: tuple[Tensor, Tensor, Tensor, Tensor] | None,
+                  table: _Examples | None = None) -> dict[str, Any]:
     """Latents ``[start, stop)`` of one SAE in full, with the text of every token they mention."""
     res, counts = data.result, data.counts
+    table = table or _Examples(data)
     labelled = counts.tp.sum(dim=0)  # (n,)
     latents = []
     used: set[int] = set()
     for i in range(start, stop):
-        examples = _examples(data, i)
+        examples = table.latent(i)
         for ex in examples:
             used.update(ex["tokens"])
         entry: dict[str, Any] = {

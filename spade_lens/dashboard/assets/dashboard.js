@@ -86,7 +86,9 @@ const SPADE_LENS = (() => {
     cSel.append(el("option", { value: "none", text: "(no concept)" }));
     cSel.append(el("option", { value: "dead", text: "(dead)" }));
     for (const id of ["filter-sae", "filter-concept", "search"]) {
-      document.getElementById(id).addEventListener("input", () => { shown = PAGE; renderTable(); });
+      for (const kind of ["input", "change"]) {
+        document.getElementById(id).addEventListener(kind, () => { shown = PAGE; renderTable(); });
+      }
     }
     document.querySelectorAll("#latents th[data-key]").forEach((th) => th.addEventListener("click", () => {
       const key = th.dataset.key;
@@ -97,6 +99,7 @@ const SPADE_LENS = (() => {
     document.getElementById("more").addEventListener("click", () => { shown += PAGE; renderTable(); });
     window.addEventListener("hashchange", route);
     renderTable();
+    performance.mark("spade-lens-index-ready");
     route();
   }
 
@@ -233,6 +236,7 @@ const SPADE_LENS = (() => {
       el("h3", { text: `Top ${d.examples.length} activating tokens (shaded by activation; hover a token for its gold label)` }),
       examples);
     window.scrollTo(0, 0);
+    performance.mark("spade-lens-latent-ready");
   }
 
   function statRow(name, key, value) {
