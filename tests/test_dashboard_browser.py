@@ -112,7 +112,7 @@ def test_a_latent_opened_from_the_headline_shows_the_probes_numbers_and_its_top_
     best = int(probe["spade"].best_latent[n])
     browser.find_element("css selector", "#headline-table tr[data-sae='spade'] td[data-concept='N'] a").click()
     _wait(browser, "#examples")
-    assert browser.find_element("id", "latent-title").text.startswith(f"spade (spade) · latent {best}")
+    assert browser.find_element("id", "latent-title").text.startswith(f"spade · latent {best}")
     r, zz = probe["spade"], z["spade"][:, best].numpy()
     stat = {k: _texts(browser, f"#latent-stats tr[data-key='{k}'] td")[0] for k in
             ("rate", "max", "concept", "f1", "precision", "recall")}

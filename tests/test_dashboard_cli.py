@@ -59,6 +59,7 @@ def test_dashboard_command_writes_a_site_with_grouped_concepts_and_figure_links(
     ({"--label": "colour"}, "label: 'colour' is not a label column"),
     ({"--top-k": "0"}, "DashboardConfig.top_k: received 0; expected an integer >= 1"),
     ({"--split": "train"}, "'train' differs at sequence"),
+    ({"--model": "corpus"}, "model folder .*config.json is missing"),
 ])
 def test_bad_dashboard_input_is_one_line_and_exit_code_2(tmp_path, capsys, swap, message):
     run = shared_tiny_run()

@@ -72,6 +72,7 @@ class DashboardFiles:
 
 
 def _load_inputs(saes: Any, activations: Any, corpus: Any, model: Any) -> tuple[dict[str, Any], Any, Any, Any]:
+    """(SAEs by name, activation cache, corpus, the model's unembedding or None), loading what is given as paths."""
     from hooks import ActivationCache
     from spade_lens.saes import load_sae
 
@@ -94,11 +95,7 @@ def _load_inputs(saes: Any, activations: Any, corpus: Any, model: Any) -> tuple[
         from pcfg import load_corpus
 
         corpus = load_corpus(corpus)
-    if isinstance(model, (str, os.PathLike)):
-        from spade_lens.lm import load_lm
-
-        model = load_lm(model, device="cpu")
-    return saes, cache, corpus, model
+    return saes, cache, corpus, unembedding(model) if model is not None else None
 
 
 def _hooks(saes: Mapping[str, Any], cache: Any) -> dict[str, str]:
@@ -163,7 +160,7 @@ def build_dashboard(
     out = Path(out_dir)
     inputs = [Path(p) for p in (activations, corpus, model) if isinstance(p, (str, os.PathLike))]
     check_out_dir(out, inputs)
-    saes, cache, corpus, model = _load_inputs(saes, activations, corpus, model)
+    saes, cache, corpus, w_u = _load_inputs(saes, activations, corpus, model)
     if cfg.label not in cache.label_columns:
         raise SpadeLensError(f"label: {cfg.label!r} is not a label column of the activations {str(cache.path)!r}; "
                              f"it has {cache.label_columns}")
@@ -177,7 +174,6 @@ def build_dashboard(
                             label_names=label_names, groups=groups, top_k=cfg.top_k, window=cfg.window,
                             bins=cfg.bins, max_tokens=cfg.max_tokens, progress=progress))
     data = {name: data[name] for name in saes}
-    w_u = unembedding(model) if model is not None else None
     logits = {name: _logits(sae, w_u, cfg.logit_k) for name, sae in saes.items()}
     ids = {t for d in data.values() for t in d.top.tokens.unique().tolist() if t != NO_TOKEN}
     ids |= {t for lens in logits.values() if lens is not None for t in lens[0].unique().tolist()}

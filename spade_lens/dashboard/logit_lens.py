@@ -8,6 +8,9 @@ scales the row by a positive number, which changes no ranking.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,11 +23,39 @@ LATENT_CHUNK = 1024
 
 
 def unembedding(model: Any) -> Tensor | None:
-    """The model's ``W_U`` (d_model, d_vocab) as a float32 CPU tensor, or None if it has none."""
+    """The model's ``W_U`` (d_model, d_vocab) as a float32 CPU tensor, or None if it has none.
+
+    ``model``: a TransformerLens model, or a spade-lens model folder, whose ``unembed.W_U`` is read from
+    ``model.safetensors`` without building the model (TransformerLens takes seconds to import); a folder that is
+    not one is handed to :func:`spade_lens.lm.load_lm`, which says what is wrong with it.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        w_u = _folder_unembedding(Path(model))
+        if w_u is not None:
+            return w_u
+        from spade_lens.lm import load_lm
+
+        model = load_lm(model, device="cpu")
     w_u = getattr(model, "W_U", None)
     if not isinstance(w_u, Tensor) or w_u.ndim != 2:
         return None
     return w_u.detach().float().cpu()
+
+
+def _folder_unembedding(folder: Path) -> Tensor | None:
+    """``unembed.W_U`` of a spade-lens model folder (None when the folder is not a readable one)."""
+    from safetensors import safe_open
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        shape = (config["lm_config"]["d_model"], config["lm_config"]["d_vocab"])
+        if config.get("format") != "spade-lens-lm":
+            return None
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
+            w_u = weights.get_tensor("unembed.W_U")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return w_u.float() if tuple(w_u.shape) == tuple(shape) else None
 
 
 @torch.no_grad()

@@ -103,15 +103,15 @@ class TopExamples:
         keep = rank < self.k
         order, lat_new, rank_new = order[keep], torch.from_numpy(lat_sorted[keep]), torch.from_numpy(rank[keep])
         src = src[order]
-        old = {name: getattr(self, name).clone() for name in ("seq", "pos", "acts", "tokens", "labels")}
+        from_old = src >= 0
+        o = torch.from_numpy(src[from_old])
+        # Copies of the kept entries' windows, taken before any slot is overwritten.
+        moved = {name: getattr(self, name).flatten(0, 1)[o] for name in ("seq", "pos", "acts", "tokens", "labels")}
         self.value[lat_new, rank_new] = torch.from_numpy(all_val[order])
         self.row[lat_new, rank_new] = torch.from_numpy(all_row[order])
-        from_old = src >= 0
-        if from_old.any():
-            o = torch.from_numpy(src[from_old])
-            dest = (lat_new[from_old], rank_new[from_old])
-            for name, t in old.items():
-                getattr(self, name)[dest] = t.view(self.n * self.k, *t.shape[2:])[o]
+        dest = (lat_new[from_old], rank_new[from_old])
+        for name, t in moved.items():
+            getattr(self, name)[dest] = t
         from_new = ~from_old
         if from_new.any():
             self._windows(torch.from_numpy(-1 - src[from_new]), lat_new[from_new], rank_new[from_new])

@@ -129,6 +129,8 @@ const SPADE_LENS = (() => {
 
   function figures() {
     const box = document.getElementById("figures");
+    if (!index.figures.length) { box.parentElement.hidden = true; return; }
+    document.getElementById("figure-count").textContent = `Figures of the report (${index.figures.length})`;
     for (const f of index.figures) {
       box.append(el("a", { href: f.href, title: f.name }, el("img", { src: f.href, alt: f.name, loading: "lazy" }),
         f.name));
@@ -206,7 +208,8 @@ const SPADE_LENS = (() => {
 
   function renderLatent(view, sae, d, tokens) {
     const dead = d.firings === 0;
-    const title = el("h2", { id: "latent-title", text: `${sae.name} (${sae.architecture}) · latent ${d.index}` });
+    const named = sae.name === sae.architecture ? sae.name : `${sae.name} (${sae.architecture})`;
+    const title = el("h2", { id: "latent-title", text: `${named} · latent ${d.index}` });
     if (dead) title.append(el("span", { class: "badge dead", text: "dead: never fires on these tokens" }));
     else if (d.concept >= 0) title.append(el("span", { class: "badge", text: `best concept ${conceptName(d.concept)}` }));
     const nav = el("div", { class: "nav" }, el("a", { href: "#", id: "back", text: "← all latents" }),
@@ -227,14 +230,15 @@ const SPADE_LENS = (() => {
       el("div", { class: "panel" }, el("h3", { text: "Statistics" }), stats),
       el("div", { class: "panel" }, el("h3", { text: "Label distribution and concept scores" }), conceptTable(d)),
       el("div", { class: "panel" }, el("h3", { text: "Nonzero activations" }), histogram(d.histogram)));
-    if (d.distances) panels.append(el("div", { class: "panel" }, el("h3", { text: "Prototype distance" }), distances(d.distances)));
-    if (d.logits) panels.append(el("div", { class: "panel" }, el("h3", { text: "Logit lens of the decoder row" }), logitLens(d.logits, tokens)));
+    const more = el("div", { class: "panels" });
+    if (d.distances) more.append(el("div", { class: "panel" }, el("h3", { text: "Prototype distance (normalised space)" }), distances(d.distances)));
+    if (d.logits) more.append(el("div", { class: "panel" }, el("h3", { text: "Logit lens of the decoder row" }), logitLens(d.logits, tokens)));
     const examples = el("div", { class: "examples", id: "examples" });
     if (!d.examples.length) examples.append(el("p", { text: "No examples: this latent never fired." }));
     for (const ex of d.examples) examples.append(example(ex, d.max_act, tokens));
     view.replaceChildren(nav, title, panels,
       el("h3", { text: `Top ${d.examples.length} activating tokens (shaded by activation; hover a token for its gold label)` }),
-      examples);
+      examples, more);
     window.scrollTo(0, 0);
     performance.mark("spade-lens-latent-ready");
   }
