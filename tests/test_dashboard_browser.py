@@ -101,6 +101,12 @@ def test_index_shows_the_probes_headline_and_sorts_and_filters_the_latents(site,
     want = sorted((float(spade.f1[n, i]) for i in range(spade.width) if int(spade.latent_concept[i]) == n),
                   reverse=True)
     assert _texts(browser, "#latents td.f1") == [fixed(v, 3) for v in want]
+    Select(browser.find_element("id", "filter-sae")).select_by_value("")
+    Select(browser.find_element("id", "filter-concept")).select_by_value("")
+    browser.find_element("id", "search").send_keys("7")  # a number finds that latent of every SAE
+    shown = browser.execute_script("return [...document.querySelectorAll('#latents tbody tr')].map("
+                                   "r => [r.dataset.sae, r.dataset.latent])")
+    assert sorted(shown) == sorted([name, "7"] for name in probe)
     browser.save_screenshot(str(_artifacts(tmp_path) / "dashboard-index.png"))
 
 

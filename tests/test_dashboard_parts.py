@@ -173,3 +173,15 @@ def test_out_folder_must_be_new_empty_or_a_dashboard(tmp_path):
 def test_bad_dashboard_config_is_a_clear_error(field, value, expected):
     with pytest.raises(SpadeLensError, match=f"DashboardConfig.{field}: received .*; {expected}"):
         DashboardConfig(**{field: value})
+
+
+def test_without_chromium_the_browser_is_reported_missing_not_started(monkeypatch):
+    from spade_lens.dashboard import browser
+
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    monkeypatch.setattr(browser.os.path, "exists", lambda path: False)
+    assert browser.chromium_paths() is None
+    reason = browser.browser_missing()
+    assert reason is not None and ("chromium" in reason or "selenium" in reason)
+    with pytest.raises(SpadeLensError, match="browser: "), browser.headless_chromium():
+        pass

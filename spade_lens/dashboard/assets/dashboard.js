@@ -237,7 +237,7 @@ const SPADE_LENS = (() => {
     if (!d.examples.length) examples.append(el("p", { text: "No examples: this latent never fired." }));
     for (const ex of d.examples) examples.append(example(ex, d.max_act, tokens));
     view.replaceChildren(nav, title, panels,
-      el("h3", { text: `Top ${d.examples.length} activating tokens (shaded by activation; hover a token for its gold label)` }),
+      el("h3", { text: `Top ${d.examples.length || ""} activating tokens (shaded by activation; hover a token for its gold label)`.replace("  ", " ") }),
       examples, more);
     window.scrollTo(0, 0);
     performance.mark("spade-lens-latent-ready");
