@@ -60,12 +60,14 @@ def test_dashboard_command_writes_a_site_with_grouped_concepts_and_figure_links(
     ({"--top-k": "0"}, "DashboardConfig.top_k: received 0; expected an integer >= 1"),
     ({"--split": "train"}, "'train' differs at sequence"),
     ({"--model": "corpus"}, "model folder .*config.json is missing"),
+    ({"--report": "missing"}, "report_dir: .* is not a folder"),
 ])
 def test_bad_dashboard_input_is_one_line_and_exit_code_2(tmp_path, capsys, swap, message):
     run = shared_tiny_run()
     other = tmp_path / "other"
     other.mkdir()
-    values = {"corpus": str(run.corpus), "other": str(other), "acts_inside": str(run.acts / "dash")}
+    values = {"corpus": str(run.corpus), "other": str(other), "acts_inside": str(run.acts / "dash"),
+              "missing": str(tmp_path / "no-report")}
     args = {"--sae": str(run.saes["relu"]), "--activations": str(run.acts), "--corpus": str(run.corpus),
             "--out": str(tmp_path / "site")}
     for key, value in swap.items():

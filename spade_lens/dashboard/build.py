@@ -121,6 +121,8 @@ def _figures(report_dir: str | os.PathLike | None, out: Path) -> list[dict[str, 
     if report_dir is None:
         return []
     report = Path(report_dir)
+    if not report.is_dir():
+        raise SpadeLensError(f"report_dir: {str(report)!r} is not a folder; expected a report folder (or None)")
     files = sorted(report.glob("*.png")) + sorted(report.glob("*/*.png"))
     return [{"name": str(f.relative_to(report)), "href": Path(os.path.relpath(f, out)).as_posix()} for f in files]
 
@@ -165,6 +167,7 @@ def build_dashboard(
         raise SpadeLensError(f"label: {cfg.label!r} is not a label column of the activations {str(cache.path)!r}; "
                              f"it has {cache.label_columns}")
     found_split = matching_split(corpus, cache, split)
+    figures = _figures(report_dir, out)
     hooks = _hooks(saes, cache)
     label_names = cache.label_names.get(cfg.label)
     data: dict[str, LatentData] = {}
@@ -184,7 +187,7 @@ def build_dashboard(
                              has_logits=logits[name] is not None) for name, d in data.items()]
     index = index_payload(summaries, next(iter(data.values())), title=title, label=cfg.label,
                           label_names=label_names, top_k=cfg.top_k, window=cfg.window,
-                          figures=_figures(report_dir, out))
+                          figures=figures)
     index["split"] = found_split
     n_blocks = sum(s["blocks"] for s in summaries)
     with atomic_dir(out) as tmp:
