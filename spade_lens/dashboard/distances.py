@@ -37,16 +37,17 @@ class PrototypeDistances:
     @torch.no_grad()
     def update(self, sae: Any, x: Tensor, z: Tensor) -> None:
         """Add one batch: the SAE's raw input ``x`` (b, d_in) and its latents ``z`` (b, n)."""
-        dist = sae.distances(sae.normalize(x)).double().clamp(min=0).sqrt().cpu()  # (b, n)
-        active = (z.detach() > ACTIVE_THRESHOLD).cpu()
-        on = torch.where(active, dist, torch.zeros_like(dist))
+        dist = sae.distances(sae.normalize(x)).detach().clamp(min=0).sqrt().float().cpu()  # (b, n)
+        rows, lat = (z.detach().cpu() > ACTIVE_THRESHOLD).nonzero(as_tuple=True)  # the firing entries
+        on = dist[rows, lat].double()
+        n = self.count.shape[0]
         self.n_tokens += dist.shape[0]
-        self.count += active.sum(dim=0).double()
-        self.sum += on.sum(dim=0)
-        self.sq_sum += (on * on).sum(dim=0)
-        self.min = torch.minimum(self.min, torch.where(active, dist, torch.full_like(dist, float("inf"))).min(0).values)
-        self.max = torch.maximum(self.max, torch.where(active, dist, torch.full_like(dist, float("-inf"))).max(0).values)
-        self.all_sum += dist.sum(dim=0)
+        self.all_sum += dist.sum(dim=0, dtype=torch.float64)
+        self.count += torch.bincount(lat, minlength=n).double()
+        self.sum += torch.bincount(lat, weights=on, minlength=n)
+        self.sq_sum += torch.bincount(lat, weights=on * on, minlength=n)
+        self.min.scatter_reduce_(0, lat, on, reduce="amin")
+        self.max.scatter_reduce_(0, lat, on, reduce="amax")
 
     def latent(self, i: int) -> dict[str, float | None]:
         """Statistics of latent ``i``: ``mean``, ``std``, ``min``, ``max`` over its firings (None if it never

@@ -30,8 +30,7 @@ class ActivationHistogram:
     def update(self, z: Tensor) -> None:
         """Add one batch of latents ``z`` (b, n)."""
         z = z.detach().float().cpu()
-        active = z > ACTIVE_THRESHOLD  # (b, n)
-        zmax = torch.where(active, z, torch.zeros_like(z)).max(dim=0).values  # (n,)
+        zmax = z.max(dim=0).values  # (n,) the largest active value wherever the latent fired
         fired = zmax > ACTIVE_THRESHOLD
         if not bool(fired.any()):
             return
@@ -45,9 +44,9 @@ class ActivationHistogram:
             lat = (grow & ~first & (need - self.exponent == d)).nonzero(as_tuple=True)[0]
             self.counts[lat] = self._coarsen(self.counts[lat], int(d))
             self.exponent[lat] += d
-        rows, lat = active.nonzero(as_tuple=True)
-        width_exp = self.exponent[lat]
-        binned = torch.ldexp(z[rows, lat].double(), -width_exp.double()).floor().long().clamp(max=self.bins - 1)
+        rows, lat = (z > ACTIVE_THRESHOLD).nonzero(as_tuple=True)
+        # v / 2^e is exact in float32 (a power-of-two scaling), so the bins are exact.
+        binned = torch.ldexp(z[rows, lat], -self.exponent[lat].float()).floor().long().clamp(max=self.bins - 1)
         flat = lat * self.bins + binned
         self.counts.view(-1).add_(torch.bincount(flat, minlength=self.counts.numel()))
 
