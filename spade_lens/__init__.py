@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "train_saes": "spade_lens.training",
     "probe_saes": "spade_lens.probe",
     "write_report": "spade_lens.report",
+    "build_dashboard": "spade_lens.dashboard",
     "spliced_saes": "spade_lens.splice",
     "train_lm": "spade_lens.lm",
     "load_lm": "spade_lens.lm",
@@ -40,6 +41,7 @@ __all__ = [
     "RunConfig",
     "SAETrainConfig",
     "SpadeLensError",
+    "build_dashboard",
     "create_sae",
     "list_architectures",
     "load_lm",
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from spade_lens.dashboard import build_dashboard
     from spade_lens.lm import load_lm, train_lm
     from spade_lens.pipeline import RunConfig, run_pipeline
     from spade_lens.probe import probe_saes

@@ -8,6 +8,7 @@ Stages and their folders under ``out``::
     saes/<arch>/   one SAE folder per architecture (SAELens layout)
     report/        report.md, metrics.json and figures of the concept probe (six parts of speech)
     report/paper_concepts/   the same probe with nouns and pronouns as one concept, as the SpaDE paper counts them
+    report/dashboard/        the latent browser: open index.html (see :mod:`spade_lens.dashboard`)
 
 Every stage writes its folder atomically or resumes from its own checkpoint, and a stage whose output already
 exists is skipped, so an interrupted run continues where it stopped when started again with the same ``out``.
@@ -122,6 +123,8 @@ class RunResult:
     report_dir: Path
     paper_probe: dict[str, Any] | None = None
     """The probe with :data:`PAPER_GROUPS` merged (None when the grammar lacks N or Pro)."""
+    dashboard: Path | None = None
+    """The latent browser's ``index.html``."""
 
 
 def _corpus_stage(cfg: RunConfig, folder: Path, say: Say, progress: bool) -> Any:
@@ -224,6 +227,17 @@ def _probe_stage(saes: dict[str, Any], cache: Any, folder: Path, cfg: RunConfig,
     return results, paper
 
 
+def _dashboard_stage(saes: dict[str, Any], cache: Any, corpus: Any, model: Any, report: Path, say: Say,
+                     progress: bool) -> Path:
+    from spade_lens.dashboard import build_dashboard
+
+    folder = report / "dashboard"
+    say(f"      dashboard: every latent's top tokens, histogram and concept scores -> {folder / 'index.html'}")
+    files = build_dashboard(saes, cache, corpus, folder, model=model, split="validation", report_dir=report,
+                            title="spade-lens run: latent browser", progress=progress)
+    return files.index_html
+
+
 def run_pipeline(out: str | Path, cfg: RunConfig | None = None, *, say: Say = _quiet,
                  progress: bool = True, device: str | None = None) -> RunResult:
     """Run every stage of the pipeline into ``out``, skipping the stages whose outputs exist.
@@ -246,4 +260,6 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, *, say: Say = _q
     saes = _sae_stage(cfg, train_cache, out / "saes", say, progress, device)
     report = out / "report"
     results, paper = _probe_stage(saes, val_cache, report, cfg, say, progress)
-    return RunResult(out=out, lm_grammaticality=rate, probe=results, report_dir=report, paper_probe=paper)
+    index = _dashboard_stage(saes, val_cache, corpus, model, report, say, progress)
+    return RunResult(out=out, lm_grammaticality=rate, probe=results, report_dir=report, paper_probe=paper,
+                     dashboard=index)

@@ -54,6 +54,19 @@ def test_quick_run_also_reports_nouns_and_pronouns_as_one_concept(quick_run):
     assert (quick_run / "report" / "paper_concepts" / "report.md").is_file()
 
 
+def test_quick_run_writes_a_latent_browser_with_the_reports_numbers(quick_run):
+    from spade_lens.dashboard import read_data
+
+    assert (quick_run / "report" / "dashboard" / "index.html").is_file()
+    index = read_data(quick_run / "report" / "dashboard" / "data" / "index.js")
+    metrics = json.loads((quick_run / "report" / "metrics.json").read_text())
+    assert [s["name"] for s in index["saes"]] == list(ARCHITECTURES) and index["split"] == "validation"
+    for s in index["saes"]:
+        assert s["l0"] == metrics[s["name"]]["l0"] and s["has_logits"]
+        assert s["best_f1"] == [c["best_f1"] for c in metrics[s["name"]]["concepts"].values()]
+    assert any(f["href"].startswith("../") and f["href"].endswith(".png") for f in index["figures"])
+
+
 def test_rerun_skips_finished_stages(quick_run, capsys):
     before = (quick_run / "saes" / "spade" / "sae_weights.safetensors").read_bytes()
     assert main(["run", "--quick", "--no-progress", "--out", str(quick_run)]) == 0

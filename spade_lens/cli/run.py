@@ -43,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     if result.lm_grammaticality is not None:
         print(f"language model: {result.lm_grammaticality:.1%} grammatical samples")
     print(f"report: {result.report_dir / 'report.md'} (metrics.json and figures beside it)")
+    print(f"latent browser: {result.dashboard}")
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0

@@ -17,7 +17,7 @@ from spade_lens.probe.cooccurrence import (
 )
 from spade_lens.probe.counts import ACTIVE_THRESHOLD, ProbeCounts
 from spade_lens.probe.result import ProbeResult, result_from_counts
-from spade_lens.probe.stream import probe_saes, probe_views
+from spade_lens.probe.stream import probe_saes, probe_views, stream_probe
 
 __all__ = [
     "ACTIVE_THRESHOLD",
@@ -34,4 +34,5 @@ __all__ = [
     "stable_rank",
     "balanced_sample",
     "DEFAULT_PER_CONCEPT",
+    "stream_probe",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -31,9 +31,9 @@ def _device(sae: Any) -> torch.device | None:
     return None
 
 
-def _split_batch(batch: Any, label: str | None, index: int) -> tuple[Tensor, Tensor]:
-    """(acts (b, d), labels (b,)) from a LabelledBatch or an ``(acts, labels)`` pair (labels: a tensor or a
-    dict of label columns)."""
+def _split_batch(batch: Any, label: str | None, index: int) -> tuple[Tensor, Tensor, Mapping[str, Any]]:
+    """(acts (b, d), labels (b,), every label column of the batch) from a LabelledBatch or an ``(acts, labels)``
+    pair (labels: a tensor or a dict of label columns)."""
     if hasattr(batch, "acts") and hasattr(batch, "labels"):
         acts, labels = batch.acts, batch.labels
     elif isinstance(batch, Sequence) and len(batch) == 2:
@@ -42,6 +42,7 @@ def _split_batch(batch: Any, label: str | None, index: int) -> tuple[Tensor, Ten
         raise SpadeLensError(
             f"batches: item {index} is a {type(batch).__name__}; expected a LabelledBatch or an (acts, labels) pair"
         )
+    columns = labels if isinstance(labels, Mapping) else {label or "label": labels}
     if isinstance(labels, Mapping):
         if label is None or label not in labels:
             raise SpadeLensError(
@@ -57,7 +58,7 @@ def _split_batch(batch: Any, label: str | None, index: int) -> tuple[Tensor, Ten
         )
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise SpadeLensError(f"batches: labels of batch {index} have dtype {labels.dtype}; expected integers")
-    return acts, labels
+    return acts, labels, columns
 
 
 def _encode(sae: Any, x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -128,6 +129,34 @@ def probe_views(
     the pass (exact), so each SAE encodes every token once whatever the number of views. Returns
     ``{view name: {sae name: ProbeResult}}``; the other arguments are those of :func:`probe_saes`.
     """
+    return stream_probe(saes, batches, views, label=label, label_names=label_names, max_tokens=max_tokens,
+                        cooccurrence=cooccurrence, max_cooccurrence_latents=max_cooccurrence_latents,
+                        progress=progress)[0]
+
+
+BatchObserver = Callable[[str, Tensor, Tensor, Mapping[str, Tensor]], None]
+"""``on_batch(sae name, z (b, n), x (b, d_in), columns)``: called by :func:`stream_probe` after each SAE encoded
+each batch; ``x`` is the SAE's input on its device, ``columns`` every label column of the batch's rows (for a
+:class:`hooks.LabelledBatch`: ``token_id``, ``position``, ``seq_index`` and the source's labels), cut like ``x``."""
+
+
+@torch.no_grad()
+def stream_probe(
+    saes: Mapping[str, Any] | Any,
+    batches: Iterable[Any],
+    views: Mapping[str, Mapping[str, Sequence[str]] | None],
+    *,
+    label: str | None = "pos",
+    label_names: Sequence[str] | None = None,
+    max_tokens: int | None = None,
+    cooccurrence: bool = True,
+    max_cooccurrence_latents: int = MAX_COOCCURRENCE_LATENTS,
+    progress: bool = True,
+    on_batch: BatchObserver | None = None,
+) -> tuple[dict[str, dict[str, ProbeResult]], dict[str, dict[str, ProbeCounts]]]:
+    """:func:`probe_views` that also returns the :class:`ProbeCounts` each result was made from (``{view: {sae
+    name: counts}}``, on the CPU) and lets ``on_batch`` see every batch's latents (how the dashboard rides on the
+    probe's one pass)."""
     if not isinstance(saes, Mapping):
         saes = {"sae": saes}
     if not saes:
@@ -140,8 +169,9 @@ def probe_views(
     names = None if label_names is None else list(label_names)
     grouped = {view: group_concepts(names, groups) for view, groups in views.items() if groups}
     counts = _stream_counts(saes, batches, label, names, max_tokens, cooccurrence, max_cooccurrence_latents,
-                            progress)
+                            progress, on_batch)
     results: dict[str, dict[str, ProbeResult]] = {}
+    all_counts: dict[str, dict[str, ProbeCounts]] = {}
     for view in views:
         if view in grouped:
             lookup, view_names = grouped[view]
@@ -152,21 +182,24 @@ def probe_views(
             name: result_from_counts(view_counts[name], architecture=_architecture(sae), concept_names=view_names)
             for name, sae in saes.items()
         }
-    return results
+        all_counts[view] = view_counts
+    return results, all_counts
 
 
 def _stream_counts(saes: Mapping[str, Any], batches: Iterable[Any], label: str | None, names: list[str] | None,
                    max_tokens: int | None, cooccurrence: bool, max_cooccurrence_latents: int,
-                   progress: bool) -> dict[str, ProbeCounts]:
+                   progress: bool, on_batch: BatchObserver | None = None) -> dict[str, ProbeCounts]:
     """The one pass: every batch through every SAE, reduced to each SAE's :class:`ProbeCounts`."""
     n_names = None if names is None else len(names)
     counts: dict[str, ProbeCounts] = {}
     bar = tqdm(total=max_tokens, unit="tok", desc="probe", disable=not progress)
     seen = 0
     for index, batch in enumerate(batches):
-        acts, labels = _split_batch(batch, label, index)
+        acts, labels, columns = _split_batch(batch, label, index)
         if max_tokens is not None:
             acts, labels = acts[: max_tokens - seen], labels[: max_tokens - seen]
+            if on_batch is not None:
+                columns = {key: col[: acts.shape[0]] for key, col in columns.items()}
         if n_names is not None and labels.numel() and int(labels.max()) >= n_names:
             raise SpadeLensError(
                 f"label_names: batch {index} has label id {int(labels.max())}; expected ids below "
@@ -184,6 +217,8 @@ def _stream_counts(saes: Mapping[str, Any], batches: Iterable[Any], label: str |
                 use_cooc = cooccurrence and z.shape[1] <= max_cooccurrence_latents
                 counts[name] = ProbeCounts(z.shape[1], n_concepts=n_names or 0, cooccurrence=use_cooc)
             counts[name].update(z, labels, x, x_hat)
+            if on_batch is not None:
+                on_batch(name, z, x, columns)
         seen += acts.shape[0]
         bar.update(acts.shape[0])
         if max_tokens is not None and seen >= max_tokens:
