@@ -228,11 +228,12 @@ def _load_gpt2(folder: Path, config: dict[str, Any], device: str, dtype: torch.d
 
 
 def load_hf_model(model_dir: str | os.PathLike[str], *, device: str | torch.device | None = None,
-                  dtype: torch.dtype = torch.float32) -> Any:
+                  dtype: torch.dtype = torch.float32, model_name: str | None = None) -> Any:
     """A TransformerLens model of the Hugging Face folder ``model_dir`` with its tokenizer as ``model.tokenizer``.
 
     BERT-family folders give a ``HookedEncoder``, GPT-2-family folders a ``HookedTransformer`` (see the module
-    docstring); ``device`` defaults to the CPU. In eval mode, on ``device``, in ``dtype``.
+    docstring); ``device`` defaults to the CPU. In eval mode, on ``device``, in ``dtype``. ``model_name``
+    (default: the folder's name) becomes ``model.cfg.model_name``, which activation caches and SAEs record.
     """
     folder = Path(model_dir)
     config = read_hf_config(folder)
@@ -248,6 +249,8 @@ def load_hf_model(model_dir: str | os.PathLike[str], *, device: str | torch.devi
     loader = _load_bert if kind == "bert" else _load_gpt2
     with torch.no_grad(), _quiet_loading():
         model = loader(folder, config, device, dtype)
+    if model_name is not None:
+        model.cfg.model_name = str(model_name)
     return model.eval()
 
 
