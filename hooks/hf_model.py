@@ -13,8 +13,9 @@ the folder with ``local_files_only=True``.
   pretraining heads (MLM and next-sentence); a folder that holds only the encoder (``BertModel``, as
   sentence-transformers ship MiniLM) gets those heads (and a missing pooler) freshly initialised from seed 0,
   with a warning: the residual stream is the folder's, the MLM logits mean nothing.
-- ``model_type`` ``gpt2`` -> ``HookedTransformer``, weights converted by TransformerLens' ``convert_gpt2_weights``
-  and loaded without processing (no LayerNorm folding, no centring, as ``from_pretrained_no_processing``), so
+- ``model_type`` ``gpt2`` -> ``HookedTransformer``, its config built field for field as TransformerLens'
+  ``convert_hf_model_config`` does (which, in 3.9, reads a ``n_ctx`` that transformers 5 no longer writes),
+  weights converted by TransformerLens' ``convert_gpt2_weights`` and loaded without processing (no LayerNorm folding, no centring, as ``from_pretrained_no_processing``), so
   every hook holds the value Hugging Face computes.
 - anything else raises :class:`HooksError` naming the folder's ``model_type`` and the supported ones.
 
@@ -46,6 +47,7 @@ _ACT_FNS = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_fast": "gelu_fast", "r
             "gelu_pytorch_tanh": "gelu_pytorch_tanh"}
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
                  "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 _HEAD_SEED = 0
 
 
@@ -162,9 +164,15 @@ def gpt2_config(config: dict[str, Any], *, model_name: str, device: str, dtype: 
 
 
 def load_tokenizer(model_dir: str | os.PathLike[str]) -> Any:
-    """The folder's own Hugging Face tokenizer (``AutoTokenizer``, read from the folder only)."""
+    """The folder's own Hugging Face tokenizer (``AutoTokenizer``, read from the folder only).
+
+    The folder must hold tokenizer files (transformers would otherwise build an empty vocabulary from the
+    config's model type, without complaint)."""
     from transformers import AutoTokenizer
 
+    if not any((Path(model_dir) / name).is_file() for name in _TOKENIZER_FILES):
+        raise HooksError(f"model_dir: {str(model_dir)!r} has no tokenizer files; expected one of "
+                         f"{list(_TOKENIZER_FILES)} beside config.json")
     try:
         return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError, TypeError) as err:
@@ -249,6 +257,9 @@ def load_hf_model(model_dir: str | os.PathLike[str], *, device: str | torch.devi
     loader = _load_bert if kind == "bert" else _load_gpt2
     with torch.no_grad(), _quiet_loading():
         model = loader(folder, config, device, dtype)
+    if len(model.tokenizer) > model.cfg.d_vocab:
+        raise HooksError(f"model_dir: {str(folder)!r}: its tokenizer has {len(model.tokenizer)} tokens, more than "
+                         f"the model's vocabulary ({model.cfg.d_vocab}); expected the model's own tokenizer")
     if model_name is not None:
         model.cfg.model_name = str(model_name)
     return model.eval()
