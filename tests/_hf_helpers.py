@@ -43,7 +43,7 @@ def make_bert_dir(folder: Path, grammar: str = "real", *, head: str = "none", se
 
     tok = bert_tokenizer(folder, load_grammar(grammar).terminals)
     config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=n_layers, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=96, pad_token_id=0)
+                        intermediate_size=64, max_position_embeddings=256, pad_token_id=0)
     torch.manual_seed(seed)
     model = (BertModel if head == "none" else BertForPreTraining)(config).eval()
     _perturb_layer_norms(model)
@@ -74,7 +74,7 @@ def make_gpt2_dir(folder: Path, grammar: str = "real", *, seed: int = 0) -> Path
     raw.train_from_iterator(text, trainer)
     tok = GPT2TokenizerFast(tokenizer_object=raw, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
                             unk_token="<|endoftext|>")
-    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=96,
+    config = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=256,
                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config).eval()
