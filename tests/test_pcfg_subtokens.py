@@ -181,3 +181,12 @@ def test_bad_arguments_are_named(bert, kwargs, match):
     args = {"grammar": load_grammar("real"), "tokenizer": bert.tokenizer, "n": 5, "seed": 0, **kwargs}
     with pytest.raises(PCFGError, match=match):
         build_subtoken_corpus(**args, progress=False)
+
+
+def test_train_lm_refuses_a_sub_token_corpus(bert):
+    import spade_lens as sl
+    from spade_lens.errors import SpadeLensError
+
+    corpus = build_subtoken_corpus(load_grammar("real"), bert.tokenizer, n=10, seed=0, progress=False)
+    with pytest.raises(SpadeLensError, match="built for a pretrained model's tokenizer"):
+        sl.train_lm(corpus)
