@@ -9,7 +9,9 @@ Columns of both splits (one row per sentence, ``L = len(words) + 2``):
 
 A saved corpus is a ``DatasetDict.save_to_disk`` folder (so ``datasets.load_from_disk`` reads it) plus
 ``tokenizer.json``, ``grammar.pcfg`` and ``corpus.json`` (the metadata, also in each split's
-``info.description`` as JSON). Building twice with one seed writes byte-identical files: the datasets get a
+``info.description`` as JSON). A corpus built for a pretrained model's tokenizer
+(:func:`pcfg.subtokens.build_subtoken_corpus`) has two more columns and that tokenizer's own files
+(``tokenizer.json``, ``tokenizer_config.json``; ``corpus.json`` says ``"tokenizer": {"kind": "hf", ...}``). Building twice with one seed writes byte-identical files: the datasets get a
 fingerprint derived from the metadata instead of a random one.
 """
 
