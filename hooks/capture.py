@@ -246,6 +246,9 @@ def _forward(model: Any, points: dict[str, Any], ids: Tensor, stop: int | None,
         else:
             model(ids, **kwargs)
     missing = [n for n in points if n not in got]
+    if missing and encoder:
+        raise HooksError(f"hook_names: {missing} did not run: a HookedEncoder is captured through its "
+                         f"encoder_output (embeddings and blocks), without the MLM/NSP heads")
     if missing:
         raise HooksError(f"hook_names: {missing} did not run during the forward pass (switched off by the "
                          f"model's config, e.g. use_attn_result / use_hook_tokens?)")

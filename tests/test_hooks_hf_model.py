@@ -90,6 +90,11 @@ def test_bert_resid_post_is_not_the_residual_stream(bert, bert_dir):
     assert (got["blocks.0.hook_resid_post"] - hidden[1][0, 1:-1]).abs().max().item() > 1e-2
 
 
+def test_encoder_heads_are_not_captured(bert):
+    with pytest.raises(HooksError, match="captured through its encoder_output"):
+        list(capture_activations(bert, torch.tensor([[2, 5, 3]]), ["mlm_head.ln.hook_normalized"]))
+
+
 def test_encoder_only_folder_warns_that_heads_are_seeded(bert_dir):
     with pytest.warns(UserWarning, match=r"no weights for \['cls.predictions', 'cls.seq_relationship'\]"):
         a = load_hf_model(bert_dir)
