@@ -123,19 +123,23 @@ def bert_config(config: dict[str, Any], *, model_name: str, device: str, dtype: 
     folder = Path(model_name)
     _require(config, folder, "position_embedding_type", "absolute")
     _require(config, folder, "type_vocab_size", 2)  # TransformerLens' TokenTypeEmbed has 2 rows
+    act_fn = _act_fn(config, "hidden_act", folder)
     try:
         d_model, n_heads = int(config["hidden_size"]), int(config["num_attention_heads"])
         return HookedTransformerConfig(
             d_model=d_model, d_head=d_model // n_heads, n_heads=n_heads, d_mlp=int(config["intermediate_size"]),
             n_layers=int(config["num_hidden_layers"]), n_ctx=int(config["max_position_embeddings"]),
             eps=float(config.get("layer_norm_eps", 1e-12)), d_vocab=int(config["vocab_size"]),
-            act_fn=_act_fn(config, "hidden_act", folder), attention_dir="bidirectional",
+            act_fn=act_fn, attention_dir="bidirectional",
             normalization_type="LN", original_architecture="BertForMaskedLM", model_name=folder.name,
             device=device, dtype=dtype, init_weights=False,
         )
     except KeyError as err:
         raise HooksError(f"model_dir: {str(folder)!r} config.json lacks {err.args[0]!r}; expected a BERT "
                          "config") from None
+    except (TypeError, ValueError) as err:
+        raise HooksError(f"model_dir: {str(folder)!r} config.json has a value of the wrong type ({err}); expected "
+                         "a BERT config") from None
 
 
 def gpt2_config(config: dict[str, Any], *, model_name: str, device: str, dtype: torch.dtype) -> Any:
@@ -144,15 +148,16 @@ def gpt2_config(config: dict[str, Any], *, model_name: str, device: str, dtype: 
     from transformer_lens import HookedTransformerConfig
 
     folder = Path(model_name)
+    act_fn = _act_fn(config, "activation_function", folder)
     try:
         d_model, n_heads = int(config["n_embd"]), int(config["n_head"])
         n_inner = config.get("n_inner")
         return HookedTransformerConfig(
             d_model=d_model, d_head=d_model // n_heads, n_heads=n_heads,
             d_mlp=int(n_inner) if n_inner else 4 * d_model, n_layers=int(config["n_layer"]),
-            n_ctx=int(config.get("n_ctx", config.get("n_positions"))),
+            n_ctx=int(config["n_positions"] if "n_positions" in config else config["n_ctx"]),
             eps=float(config.get("layer_norm_epsilon", 1e-5)), d_vocab=int(config["vocab_size"]),
-            act_fn=_act_fn(config, "activation_function", folder),
+            act_fn=act_fn,
             use_attn_scale=bool(config.get("scale_attn_weights", True)), use_local_attn=False,
             scale_attn_by_inverse_layer_idx=bool(config.get("scale_attn_by_inverse_layer_idx", False)),
             normalization_type="LN", original_architecture="GPT2LMHeadModel", model_name=folder.name,
@@ -161,6 +166,9 @@ def gpt2_config(config: dict[str, Any], *, model_name: str, device: str, dtype: 
     except KeyError as err:
         raise HooksError(f"model_dir: {str(folder)!r} config.json lacks {err.args[0]!r}; expected a GPT-2 "
                          "config") from None
+    except (TypeError, ValueError) as err:
+        raise HooksError(f"model_dir: {str(folder)!r} config.json has a value of the wrong type ({err}); expected "
+                         "a GPT-2 config") from None
 
 
 def load_tokenizer(model_dir: str | os.PathLike[str]) -> Any:

@@ -189,3 +189,17 @@ def test_residual_hook_checks_the_layer(bert):
     for bad in (-1, 3, 1.0, True):
         with pytest.raises(HooksError, match=r"layer: expected an integer in \[0, 2\]"):
             residual_hook(bert, bad)
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"hidden_act": "swish_of_doom"}, r"hidden_act='swish_of_doom'; supported: \["),
+    ({"position_embedding_type": "relative_key"}, r"position_embedding_type='relative_key'; .* only 'absolute'"),
+    ({"hidden_size": "wide"}, "has a value of the wrong type"),
+])
+def test_unsupported_bert_configs_are_named(tmp_path, bert_dir, change, match):
+    folder = tmp_path / "bert"
+    shutil.copytree(bert_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(HooksError, match=match):
+        load_hf_model(folder)
