@@ -2,7 +2,9 @@
 
 Capture at named hook points (:func:`capture_activations`), shuffle (:class:`ShuffleBuffer`), normalise
 (:class:`NormStats`), and cache on disk (:func:`harvest` writes, :class:`ActivationCache` reads). Works with
-``HookedTransformer`` and ``TransformerBridge`` models; imports nothing from ``spade_lens`` or ``pcfg``.
+``HookedTransformer``, ``HookedEncoder`` and ``TransformerBridge`` models; :func:`load_hf_model` reads a Hugging
+Face model folder (BERT or GPT-2 family) into one, offline, and :func:`residual_hook_names` names its
+residual-stream hooks. Imports nothing from ``spade_lens`` or ``pcfg``.
 """
 
 from hooks.batches import ROW_KEYS, ActivationBatch, LabelledBatch
@@ -11,6 +13,7 @@ from hooks.cache import ActivationCache
 from hooks.capture import capture_activations
 from hooks.errors import HooksError
 from hooks.harvest import harvest
+from hooks.hf_model import load_hf_model, residual_hook, residual_hook_names
 from hooks.normalize import NormStats, estimate_norm_stats
 
 __all__ = [
@@ -24,4 +27,7 @@ __all__ = [
     "capture_activations",
     "estimate_norm_stats",
     "harvest",
+    "load_hf_model",
+    "residual_hook",
+    "residual_hook_names",
 ]

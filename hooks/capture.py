@@ -1,7 +1,8 @@
 """Capture activations at named hook points of any TransformerLens hooked model.
 
-Works for a ``HookedTransformer`` (including one you built or loaded yourself) and for a
-``TransformerBridge`` (e.g. ``TransformerBridge.boot_native(cfg)``): both expose ``hook_dict`` (name ->
+Works for a ``HookedTransformer`` (including one you built or loaded yourself), a ``HookedEncoder`` (BERT;
+padding is masked out of its attention, see :func:`hooks.residual_hook_names` for its residual-stream hooks)
+and a ``TransformerBridge`` (e.g. ``TransformerBridge.boot_native(cfg)``): both expose ``hook_dict`` (name ->
 ``HookPoint``) and ``forward(..., stop_at_layer=...)``. Hook functions are attached to the requested
 HookPoints for one forward pass only (TransformerLens' ``HookPoint.add_hook``/``remove_hooks``, the mechanism
 of ``model.hooks()``), so none outlives its call. One forward pass serves every requested hook; it stops
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 
 from hooks.batches import ActivationBatch
 from hooks.errors import HooksError, check_int
+from hooks.hf_model import is_encoder
 from hooks.source import TokenChunk, check_source, iter_chunks, n_batches
 
 _LEVELS = itertools.count(1_000_000)  # hook levels of our own, apart from model.hooks()' 1, 2, ...
@@ -143,7 +145,7 @@ def _capture(model: Any, names: list[str], chunks: Any, excluded: Tensor) -> Ite
         ids = chunk.input_ids.to(device)
         keep = (chunk.valid.to(device) & ~torch.isin(ids, excluded)).reshape(-1)  # (batch * pos,)
         flat = keep.nonzero().squeeze(1)  # (rows,) row-major index of each kept token
-        raw = _forward(model, points, ids, stop, chunk.attention_mask)
+        raw = _forward(model, points, ids, stop, _attention_mask(model, chunk))
         acts = {name: _rows(raw[name], ids.shape, flat, name, index, chunk.seq_start) for name in names}
         b, s = ids.shape
         yield ActivationBatch(
@@ -186,6 +188,20 @@ def _check_tokens(model: Any, chunk: TokenChunk) -> None:
                          f"{pos} is outside the model's vocabulary [0, {d_vocab})")
 
 
+def _attention_mask(model: Any, chunk: TokenChunk) -> Tensor | None:
+    """The (batch, pos) 1/0 mask passed to the model: the source's own, and on an encoder any padding too.
+
+    A causal model never lets a token see the padding to its right; a bidirectional encoder (``HookedEncoder``)
+    would, so its padding is always masked out (as Hugging Face's ``attention_mask`` does)."""
+    if is_encoder(model) and not bool(chunk.valid.all()):
+        return chunk.valid.long()
+    return chunk.attention_mask
+
+
+class _AllCaptured(Exception):
+    """Raised by the last hook an encoder's forward pass needs: the blocks after it are not run."""
+
+
 @contextlib.contextmanager
 def _temporary_hooks(points: dict[str, Any], fns: dict[str, Any]) -> Iterator[None]:
     """Attach ``fns[name]`` to the HookPoint ``points[name]`` for the block only (removed even on error).
@@ -210,17 +226,29 @@ def _forward(model: Any, points: dict[str, Any], ids: Tensor, stop: int | None,
     """One forward pass, returning the (batch, pos, ...) activation at each requested hook point."""
     got: dict[str, Tensor] = {}
 
+    encoder = is_encoder(model)
+
     def keeper(name: str):
         def hook(act: Tensor, hook: Any) -> None:
             got[name] = act  # a reference: stored hook outputs are not modified in place downstream
+            if encoder and len(got) == len(points):
+                raise _AllCaptured
         return hook
 
+    mask = None if attention_mask is None else attention_mask.to(ids.device)
     kwargs: dict[str, Any] = {"stop_at_layer": stop} if stop is not None else {"return_type": None}
-    if attention_mask is not None:
-        kwargs["attention_mask"] = attention_mask.to(ids.device)
+    if mask is not None:
+        kwargs["attention_mask"] = mask
     with _temporary_hooks(points, {name: keeper(name) for name in points}), torch.no_grad():
-        model(ids, **kwargs)
+        if encoder:  # HookedEncoder has no stop_at_layer, and its forward always computes MLM logits
+            with contextlib.suppress(_AllCaptured):
+                model.encoder_output(ids, None, mask)
+        else:
+            model(ids, **kwargs)
     missing = [n for n in points if n not in got]
+    if missing and encoder:
+        raise HooksError(f"hook_names: {missing} did not run: a HookedEncoder is captured through its "
+                         f"encoder_output (embeddings and blocks), without the MLM/NSP heads")
     if missing:
         raise HooksError(f"hook_names: {missing} did not run during the forward pass (switched off by the "
                          f"model's config, e.g. use_attn_result / use_hook_tokens?)")

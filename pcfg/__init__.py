@@ -3,6 +3,7 @@
     g = load_grammar("english")                      # or a .pcfg path, or Grammar.from_string(text)
     sentences = sample_sentences(g, n=100, seed=0)   # words, pos, phrase, depth, tree
     corpus = build_corpus(g, n=10_000, seed=0); save_corpus(corpus, "runs/corpus")
+    corpus = build_subtoken_corpus(g, hf_tokenizer, n=10_000, seed=0)   # a pretrained model's sub-tokens
     is_grammatical(g, ["she", "sees"])
 
 Imports nothing from ``spade_lens`` or ``hooks``.
@@ -14,11 +15,13 @@ from pcfg.errors import PCFGError
 from pcfg.grammar import POS_FULL_NAMES, Grammar, Rule
 from pcfg.parser import grammaticality_rate, is_grammatical
 from pcfg.sampler import Sentence, iter_sentences, sample_sentences
+from pcfg.subtokens import LABEL_POLICIES, build_subtoken_corpus, vocab_fingerprint
 from pcfg.tokenizer import Tokenizer
 
 __all__ = [
     "BUILTIN_GRAMMARS",
     "LABEL_COLUMNS",
+    "LABEL_POLICIES",
     "NO_LABEL",
     "POS_FULL_NAMES",
     "Corpus",
@@ -28,6 +31,7 @@ __all__ = [
     "Sentence",
     "Tokenizer",
     "build_corpus",
+    "build_subtoken_corpus",
     "grammaticality_rate",
     "is_grammatical",
     "iter_sentences",
@@ -35,4 +39,5 @@ __all__ = [
     "load_grammar",
     "sample_sentences",
     "save_corpus",
+    "vocab_fingerprint",
 ]

@@ -8,9 +8,11 @@ from pathlib import Path
 from pcfg.errors import PCFGError
 from pcfg.grammar import Grammar
 
-BUILTIN_GRAMMARS: tuple[str, ...] = ("english", "rich")
+BUILTIN_GRAMMARS: tuple[str, ...] = ("english", "rich", "real")
 """Names accepted by :func:`load_grammar`: ``english`` is DESIGN.md section 5's grammar (six parts of speech,
-ten words each); ``rich`` adds determiners, prepositions, relative clauses and words of two parts of speech."""
+ten words each); ``rich`` adds determiners, prepositions, relative clauses and words of two parts of speech;
+``real`` is grammatical English in the past tense for pretrained models, many of its words split into several
+WordPieces (see :mod:`pcfg.subtokens`)."""
 
 
 def builtin_text(name: str) -> str:

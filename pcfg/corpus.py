@@ -9,7 +9,9 @@ Columns of both splits (one row per sentence, ``L = len(words) + 2``):
 
 A saved corpus is a ``DatasetDict.save_to_disk`` folder (so ``datasets.load_from_disk`` reads it) plus
 ``tokenizer.json``, ``grammar.pcfg`` and ``corpus.json`` (the metadata, also in each split's
-``info.description`` as JSON). Building twice with one seed writes byte-identical files: the datasets get a
+``info.description`` as JSON). A corpus built for a pretrained model's tokenizer
+(:func:`pcfg.subtokens.build_subtoken_corpus`) has two more columns and that tokenizer's own files
+(``tokenizer.json``, ``tokenizer_config.json``; ``corpus.json`` says ``"tokenizer": {"kind": "hf", ...}``). Building twice with one seed writes byte-identical files: the datasets get a
 fingerprint derived from the metadata instead of a random one.
 """
 
@@ -51,8 +53,9 @@ class Corpus:
 
     dataset: datasets.DatasetDict
     """Splits ``train`` and ``validation`` with columns ``input_ids``, ``pos``, ``phrase``, ``depth``."""
-    tokenizer: Tokenizer
-    """The word-level tokenizer of ``input_ids``."""
+    tokenizer: Tokenizer | Any
+    """The tokenizer of ``input_ids``: the grammar's word-level :class:`Tokenizer`, or for a corpus built for a
+    pretrained model (:func:`pcfg.subtokens.build_subtoken_corpus`) that model's Hugging Face tokenizer."""
     grammar: Grammar
     """The grammar the sentences were drawn from."""
     metadata: dict[str, Any]
@@ -93,12 +96,7 @@ def build_corpus(
     n = _check_int("n", n, 1)
     seed = _check_int("seed", seed, 0)
     max_length = _check_int("max_length", max_length, 1)
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
-        raise PCFGError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
-    n_val = int(round(n * val_fraction))
-    if val_fraction > 0 and n_val == 0 and n >= 2:
-        n_val = 1
-    n_val = min(n_val, n - 1)
+    n_val = validation_count(n, val_fraction)
     tok = Tokenizer.from_grammar(grammar)
     pos_id = {s: i for i, s in enumerate(grammar.parts_of_speech)}
     phrase_id = {s: i for i, s in enumerate(grammar.phrase_labels)}
@@ -142,17 +140,35 @@ def build_corpus(
         "no_label": NO_LABEL,
         "special_tokens": {"pad": tok.pad_id, "bos": tok.bos_id, "eos": tok.eos_id, "unk": tok.unk_id},
     }
-    features = corpus_features(grammar)
+    dataset = assemble_splits(cols, offsets, corpus_features(grammar), metadata, n_train, f"pcfg-{grammar.name}")
+    return Corpus(dataset, tok, grammar, metadata)
+
+
+def validation_count(n: int, val_fraction: float) -> int:
+    """Sentences of ``n`` that go to the validation split: ``round(n * val_fraction)``, at least one when
+    ``val_fraction > 0`` and ``n >= 2``, never all of them."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise PCFGError(f"val_fraction: expected a number in [0, 1), got {val_fraction!r}")
+    n_val = int(round(n * val_fraction))
+    if val_fraction > 0 and n_val == 0 and n >= 2:
+        n_val = 1
+    return min(n_val, n - 1)
+
+
+def assemble_splits(cols: dict[str, list[int]], offsets: list[int], features: datasets.Features,
+                    metadata: dict[str, Any], n_train: int, dataset_name: str) -> datasets.DatasetDict:
+    """Rows ``[0, n_train)`` of the flat columns as ``train``, the rest as ``validation``, each with the metadata
+    in its description and a fingerprint derived from it (so one seed gives byte-identical files)."""
+    n = len(offsets) - 1
     digest = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
     parts = {"train": slice(0, n_train), "validation": slice(n_train, n)}
     splits = {}
     for name, sl in parts.items():
         table = _table(cols, offsets, sl, features)
-        info = datasets.DatasetInfo(description=json.dumps(metadata), features=features,
-                                    dataset_name=f"pcfg-{grammar.name}")
+        info = datasets.DatasetInfo(description=json.dumps(metadata), features=features, dataset_name=dataset_name)
         splits[name] = datasets.Dataset(table, info=info, split=datasets.NamedSplit(name),
                                         fingerprint=hashlib.sha256(f"{digest}/{name}".encode()).hexdigest()[:16])
-    return Corpus(datasets.DatasetDict(splits), tok, grammar, metadata)
+    return datasets.DatasetDict(splits)
 
 
 def _table(cols: dict[str, list[int]], offsets: list[int], rows: slice, features: datasets.Features):
@@ -190,7 +206,7 @@ def save_corpus(corpus: Corpus, out_dir: str | os.PathLike) -> Path:
         finally:
             if not was_disabled:
                 datasets.enable_progress_bars()
-        corpus.tokenizer.save(tmp / "tokenizer.json")
+        _save_tokenizer(corpus.tokenizer, tmp)
         (tmp / "grammar.pcfg").write_text(corpus.grammar.text, encoding="utf-8")
         (tmp / "corpus.json").write_text(json.dumps(corpus.metadata, indent=1) + "\n", encoding="utf-8")
         if out.exists():
@@ -204,6 +220,31 @@ def save_corpus(corpus: Corpus, out_dir: str | os.PathLike) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _save_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """The word-level tokenizer as ``tokenizer.json``; a model's Hugging Face tokenizer by ``save_pretrained``
+    (its own ``tokenizer.json`` and ``tokenizer_config.json``, so ``AutoTokenizer`` reads the corpus folder)."""
+    if isinstance(tokenizer, Tokenizer):
+        tokenizer.save(folder / "tokenizer.json")
+    else:
+        tokenizer.save_pretrained(str(folder))
+
+
+def _load_tokenizer(folder: Path, metadata: dict[str, Any]) -> Any:
+    kind = (metadata.get("tokenizer") or {}).get("kind", "word-level")
+    if kind == "word-level":
+        return Tokenizer.load(folder / "tokenizer.json")
+    if kind != "hf":
+        raise PCFGError(f"corpus path {str(folder)!r}: corpus.json names tokenizer kind {kind!r}; expected "
+                        "'word-level' or 'hf'")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise PCFGError(f"corpus path {str(folder)!r}: its Hugging Face tokenizer files cannot be read "
+                        f"({type(err).__name__}: {err})") from None
 
 
 def load_corpus(path: str | os.PathLike) -> Corpus:
@@ -226,7 +267,7 @@ def load_corpus(path: str | os.PathLike) -> Corpus:
                                       name=metadata.get("grammar", "custom"))
     except PCFGError as err:
         raise PCFGError(f"corpus path {str(p)!r}: grammar.pcfg: {err}") from None
-    tokenizer = Tokenizer.load(p / "tokenizer.json")
+    tokenizer = _load_tokenizer(p, metadata)
     dataset = datasets.load_from_disk(str(p))
     if not isinstance(dataset, datasets.DatasetDict) or set(dataset) != set(SPLITS):
         raise PCFGError(f"corpus path {str(p)!r}: expected a DatasetDict with splits {list(SPLITS)}")

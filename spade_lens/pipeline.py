@@ -160,7 +160,7 @@ def _lm_stage(cfg: RunConfig, corpus: Any, folder: Path, say: Say, progress: boo
     return model, verdict.grammaticality
 
 
-def _harvest_stage(model: Any, split: Any, folder: Path, cfg: RunConfig, max_tokens: int, step: str,
+def _harvest_stage(model: Any, split: Any, folder: Path, cfg: RunConfig, max_tokens: int | None, step: str,
                    say: Say, progress: bool) -> Any:
     from hooks import ActivationCache, HooksError, harvest
 
@@ -170,7 +170,8 @@ def _harvest_stage(model: Any, split: Any, folder: Path, cfg: RunConfig, max_tok
         return cache
     except HooksError:  # missing, or an interrupted harvest that harvest() resumes
         pass
-    say(f"[{step}] activations at {cfg.hook} (up to {max_tokens} sentence tokens) -> {folder}")
+    limit = f"up to {max_tokens} sentence tokens" if max_tokens else "every sentence token"
+    say(f"[{step}] activations at {cfg.hook} ({limit}) -> {folder}")
     return harvest(model, split, [cfg.hook], folder, max_tokens=max_tokens, progress=progress)
 
 

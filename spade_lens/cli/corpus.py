@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from pcfg import NO_LABEL, POS_FULL_NAMES, build_corpus, load_grammar, save_corpus
+from pcfg import NO_LABEL, POS_FULL_NAMES, build_corpus, build_subtoken_corpus, load_grammar, save_corpus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,22 +24,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (replaced if it holds a corpus)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="fraction for validation (default: 0.1)")
     p.add_argument("--max-length", type=int, default=64, help="max words per sentence (default: 64)")
+    p.add_argument("--tokenizer", default=None, metavar="DIR",
+                   help="a Hugging Face model (or tokenizer) folder: split the words into its sub-tokens, for "
+                   "harvesting that model (default: the grammar's word-level tokenizer)")
+    p.add_argument("--labels", choices=("first", "all"), default="first",
+                   help="with --tokenizer: gold labels on each word's first sub-token only (default) or on all")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     grammar = load_grammar(args.grammar)
-    corpus = build_corpus(grammar, n=args.n, seed=args.seed, val_fraction=args.val_fraction,
-                          max_length=args.max_length, progress=not args.no_progress)
+    if args.tokenizer is None:
+        corpus = build_corpus(grammar, n=args.n, seed=args.seed, val_fraction=args.val_fraction,
+                              max_length=args.max_length, progress=not args.no_progress)
+    else:
+        from hooks.hf_model import load_tokenizer
+
+        corpus = build_subtoken_corpus(grammar, load_tokenizer(args.tokenizer), n=args.n, seed=args.seed,
+                                       labels=args.labels, val_fraction=args.val_fraction,
+                                       max_length=args.max_length, progress=not args.no_progress)
     out = save_corpus(corpus, args.out)
     meta = corpus.metadata
     print(f"corpus of grammar {grammar.name!r}: {meta['n']} sentences (train {meta['splits']['train']}, "
           f"validation {meta['splits']['validation']}), seed {meta['seed']}, vocab {meta['vocab_size']} -> {out}")
-    lengths = np.concatenate([np.diff(np.asarray(split.data.column("input_ids").combine_chunks().offsets)) - 2
+    framing = 2 if "subtokens" not in meta else len(meta["subtokens"]["prefix"]) + len(meta["subtokens"]["suffix"])
+    lengths = np.concatenate([np.diff(np.asarray(split.data.column("input_ids").combine_chunks().offsets)) - framing
                               for split in corpus.dataset.values() if split.num_rows])
-    print(f"words per sentence: min {lengths.min()}, mean {lengths.mean():.2f}, max {lengths.max()} "
-          f"(grammar's expected length without a cap: {grammar.expected_length():.2f})")
+    unit = "words" if "subtokens" not in meta else f"sub-tokens ({meta['tokenizer']['class']})"
+    print(f"{unit} per sentence: min {lengths.min()}, mean {lengths.mean():.2f}, max {lengths.max()}")
+    if "subtokens" not in meta:
+        print(f"grammar's expected length without a cap: {grammar.expected_length():.2f} words")
     total = int(lengths.sum())
     for col, names in corpus.label_names.items():
         labels = np.concatenate([np.asarray(split.data.column(col).combine_chunks().flatten())

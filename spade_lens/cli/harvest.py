@@ -23,13 +23,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the model saved in --model (`spade-lens train-lm`) over one split of the corpus in "
         "--corpus (`spade-lens corpus`) and write the activations at each --hook, with every token's "
         "labels (pos, phrase, depth, token id, position, sequence index), as safetensors shards plus "
-        "manifest.json in --out. BOS, EOS and padding are left out. Run the same command again to resume an "
+        "manifest.json in --out. --model may also be a Hugging Face BERT or GPT-2 folder. The tokenizer's special "
+        "tokens (BOS, EOS, [CLS], [SEP]) and padding are left out. Run the same command again to resume an "
         "interrupted harvest; a finished one is reused.",
     )
-    p.add_argument("--model", required=True, help="model folder (from `spade-lens train-lm`)")
-    p.add_argument("--corpus", required=True, help="corpus folder (from `spade-lens corpus`)")
-    p.add_argument("--hook", action="append", required=True, metavar="NAME",
+    p.add_argument("--model", required=True,
+                   help="model folder: from `spade-lens train-lm`, or a Hugging Face BERT/GPT-2 folder (config.json, "
+                   "weights, tokenizer), loaded offline into TransformerLens")
+    p.add_argument("--corpus", required=True,
+                   help="corpus folder (from `spade-lens corpus`; for a Hugging Face model, built with its "
+                   "tokenizer: `spade-lens corpus --tokenizer DIR`)")
+    p.add_argument("--hook", action="append", default=None, metavar="NAME",
                    help="hook point, e.g. blocks.0.hook_resid_post (repeat for several; one forward serves all)")
+    p.add_argument("--layer", action="append", type=int, default=None, metavar="N",
+                   help="the residual stream after N blocks (0: embeddings), named right for the model: on a BERT "
+                   "encoder (post-LayerNorm) blocks.{N-1}.hook_normalized_resid_post; repeat for several")
     p.add_argument("--out", required=True, help="cache folder to write (or resume)")
     p.add_argument("--split", default="train", help="corpus split (default: train)")
     p.add_argument("--max-tokens", type=int, default=None, help="stop after N tokens (default: whole split)")
@@ -43,16 +51,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hooks import harvest
+    from hooks import harvest, load_hf_model, residual_hook
+    from hooks.hf_model import is_hf_model_dir
     from pcfg import load_corpus
     from spade_lens.errors import SpadeLensError
     from spade_lens.lm import load_lm
 
-    model = load_lm(args.model, device=args.device)
+    if not args.hook and not args.layer:
+        raise SpadeLensError("--hook / --layer: received neither; expected at least one hook name or layer")
+    model = load_hf_model(args.model, device=args.device) if is_hf_model_dir(args.model) \
+        else load_lm(args.model, device=args.device)
+    hooks = [*(args.hook or []), *(residual_hook(model, n) for n in args.layer or [])]
     corpus = load_corpus(args.corpus)
     if args.split not in corpus.dataset:
         raise SpadeLensError(f"--split: the corpus has no split {args.split!r}; splits: {sorted(corpus.dataset)}")
-    cache = harvest(model, corpus.dataset[args.split], args.hook, args.out, max_tokens=args.max_tokens,
+    cache = harvest(model, corpus.dataset[args.split], hooks, args.out, max_tokens=args.max_tokens,
                     shard_tokens=args.shard_tokens, batch_size=args.batch_size,
                     dtype=_DTYPES[args.dtype] if args.dtype else None, progress=not args.no_progress)
     dims = ", ".join(f"{h} (d={d})" for h, d in cache.dims.items())

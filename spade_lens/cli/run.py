@@ -1,9 +1,12 @@
-"""``spade-lens run``: the whole pipeline on defaults (see :mod:`spade_lens.pipeline`)."""
+"""``spade-lens run``: the whole pipeline on defaults (see :mod:`spade_lens.pipeline`), or on a pretrained model
+(``--model minilm`` or a Hugging Face folder; see :mod:`spade_lens.pretrained`)."""
 
 from __future__ import annotations
 
 import argparse
 import time
+
+TOY = "toy"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,27 +15,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the whole pipeline: corpus -> language model -> activations -> four SAEs -> probe report",
         description="Build the `english` corpus, train the 2-layer model on it, harvest its activations at "
         "blocks.0.hook_resid_post (sentence tokens only), train relu, topk, jumprelu and spade SAEs side by side "
-        "and probe them for parts of speech on held-out sentences. Each stage writes its own subfolder of --out; "
-        "stages whose outputs exist are skipped, so an interrupted run continues when started again.",
+        "and probe them for parts of speech on held-out sentences. With --model minilm (or a Hugging Face BERT/"
+        "GPT-2 folder) the model is pretrained instead: sentences of the `real` grammar in its own sub-tokens, "
+        "its residual stream after --layer blocks. Each stage writes its own subfolder of --out; stages whose "
+        "outputs exist are skipped, so an interrupted run continues when started again.",
     )
-    p.add_argument("--out", default="runs/default", metavar="DIR", help="run folder (default: runs/default)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="run folder (default: runs/default, or runs/minilm with --model minilm)")
+    p.add_argument("--model", default=TOY, metavar="toy|minilm|DIR",
+                   help="toy: train the 2-layer model (default); minilm: all-MiniLM-L6-v2 from the minilm extra; "
+                   "or a Hugging Face BERT/GPT-2 model folder")
     p.add_argument("--quick", action="store_true", help="a tiny run (under a minute) for smoke tests")
-    p.add_argument("--grammar", default="english", help="built-in grammar name or .pcfg path (default: english)")
+    p.add_argument("--grammar", default=None,
+                   help="built-in grammar name or .pcfg path (default: english; real with a pretrained model)")
+    p.add_argument("--layer", type=int, default=None,
+                   help="pretrained model: residual stream after this many blocks (default: 3 for minilm, else the "
+                   "middle)")
+    p.add_argument("--labels", choices=("first", "all"), default="first",
+                   help="pretrained model: gold labels on each word's first sub-token only (default) or on all")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage (default: 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _run_toy(args: argparse.Namespace) -> object:
+    from spade_lens.errors import SpadeLensError
     from spade_lens.pipeline import RunConfig, run_pipeline
+
+    if args.layer is not None:
+        raise SpadeLensError(f"--layer: received {args.layer}; it applies to a pretrained --model (minilm or a "
+                             "folder), the toy run reads blocks.0.hook_resid_post")
+    preset = RunConfig.quick if args.quick else RunConfig
+    cfg = preset(grammar=args.grammar or "english", seed=args.seed)
+    return run_pipeline(args.out or "runs/default", cfg, say=print, progress=not args.no_progress,
+                        device=args.device)
+
+
+def _run_pretrained(args: argparse.Namespace) -> object:
+    from spade_lens.pretrained import MINILM, PretrainedRunConfig, run_pretrained
+
+    preset = PretrainedRunConfig.quick if args.quick else PretrainedRunConfig
+    cfg = preset(grammar=args.grammar or "real", seed=args.seed, layer=args.layer, labels=args.labels)
+    out = args.out or ("runs/minilm" if args.model == MINILM else "runs/pretrained")
+    return run_pretrained(out, args.model, cfg, say=print, progress=not args.no_progress, device=args.device)
+
+
+def run(args: argparse.Namespace) -> int:
     from spade_lens.report.markdown import headline_table
 
-    preset = RunConfig.quick if args.quick else RunConfig
-    cfg = preset(grammar=args.grammar, seed=args.seed)
     start = time.perf_counter()
-    result = run_pipeline(args.out, cfg, say=print, progress=not args.no_progress,
-                          device=args.device)
+    result = _run_toy(args) if args.model == TOY else _run_pretrained(args)
     print()
     print(headline_table(result.probe))
     print()

@@ -207,7 +207,7 @@ def train_lm(
         device: where to train; the result is bit-reproducible on CPU.
         callback: ``callback(steps_done, model)`` after every step (e.g. to judge samples as training goes).
     """
-    from pcfg import Corpus, PCFGError, load_corpus
+    from pcfg import Corpus, PCFGError, Tokenizer, load_corpus
     from spade_lens.lm.io import check_model_dir, save_lm
 
     if out_dir is not None:
@@ -220,6 +220,10 @@ def train_lm(
             corpus = load_corpus(corpus)
         except PCFGError as err:
             raise SpadeLensError(f"corpus: {err}") from None
+    if not isinstance(corpus.tokenizer, Tokenizer):
+        raise SpadeLensError(f"corpus: built for a pretrained model's tokenizer ({type(corpus.tokenizer).__name__}); "
+                             "train_lm trains on word-level corpora (pcfg.build_corpus / `spade-lens corpus` without "
+                             "--tokenizer)")
     lm_cfg = lm_cfg or LMConfig()
     train_cfg = train_cfg or LMTrainConfig()
     train_seqs = _corpus_tokens(corpus.dataset["train"])
