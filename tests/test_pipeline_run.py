@@ -58,7 +58,8 @@ def test_rerun_skips_finished_stages(quick_run, capsys):
     before = (quick_run / "saes" / "spade" / "sae_weights.safetensors").read_bytes()
     assert main(["run", "--quick", "--no-progress", "--out", str(quick_run)]) == 0
     out = capsys.readouterr().out
-    assert "corpus: " in out and "exists, skipped" in out
+    assert "corpus: " in out and "exists with these settings, skipped" in out
+    assert out.count("with these settings, skipped") == 5  # corpus, model, both activation caches, SAEs
     assert "SAEs: " in out and "skipped" in out
     assert (quick_run / "saes" / "spade" / "sae_weights.safetensors").read_bytes() == before
     assert "| spade |" in out  # the headline table

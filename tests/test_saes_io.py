@@ -144,7 +144,7 @@ def test_invalid_config_in_file(tmp_path: Path) -> None:
 
 def test_save_onto_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
-    with pytest.raises(SpadeLensError, match="exists and is not a folder"):
+    with pytest.raises(SpadeLensError, match="f' is a file; expected a folder"):
         make_sae("relu").save(tmp_path / "f")
 
 

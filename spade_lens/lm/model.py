@@ -62,6 +62,9 @@ def build_model(
         device: where the model lives. Weights are always drawn on the CPU first, so a seed gives the same
             model on every device; the global random state is left untouched.
     """
+    from spade_lens.devices import check_device
+
+    check_device(device)
     htcfg = hooked_config(cfg, device="cpu")
     hf = hf_tokenizer(tokenizer)
     if hf is not None and len(hf) != cfg.d_vocab:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -194,6 +195,7 @@ def train_lm(
     resume: bool = False,
     device: str | torch.device = "cpu",
     callback: Callback | None = None,
+    overwrite: bool = False,
 ) -> HookedTransformer:
     """Train a model on ``corpus`` and save it to ``out_dir``; returns it (eval mode, tokenizer attached).
 
@@ -206,12 +208,19 @@ def train_lm(
         resume: continue from ``out_dir/checkpoint`` if it exists (same configs required), else start afresh.
         device: where to train; the result is bit-reproducible on CPU.
         callback: ``callback(steps_done, model)`` after every step (e.g. to judge samples as training goes).
+        overwrite: replace the model or checkpoint already in ``out_dir`` with a new one trained from scratch.
+            Without it (and without ``resume``) an existing model or checkpoint there raises, so an interrupted
+            or finished training is never discarded by mistake.
     """
     from pcfg import Corpus, PCFGError, load_corpus
-    from spade_lens.lm.io import check_model_dir, save_lm
+    from spade_lens.devices import check_device
+    from spade_lens.lm.io import CONFIG_FILE, check_model_dir, save_lm
 
+    check_device(device)
+    corpus_path = None if isinstance(corpus, Corpus) else corpus
     if out_dir is not None:
         check_model_dir(out_dir)
+        _check_fresh(Path(out_dir), resume, overwrite, CONFIG_FILE)
     if not isinstance(corpus, Corpus):
         if not isinstance(corpus, (str, os.PathLike)):
             raise SpadeLensError(f"corpus: expected a pcfg.Corpus or the path of a saved corpus, got "
@@ -226,6 +235,8 @@ def train_lm(
     val_seqs = _corpus_tokens(corpus.dataset["validation"])
     if not train_seqs:
         raise SpadeLensError("corpus: its train split is empty; expected at least one sentence")
+    if overwrite and out_dir is not None:
+        shutil.rmtree(Path(out_dir) / CHECKPOINT_DIR, ignore_errors=True)
     longest = max(len(s) for s in train_seqs + val_seqs)
     lm_cfg = resolve_config(lm_cfg, longest_sequence=longest, vocab_size=len(corpus.tokenizer))
     model = build_model(lm_cfg, corpus.tokenizer, device=device)
@@ -235,5 +246,23 @@ def train_lm(
         checkpoint_dir=None if out_dir is None else Path(out_dir) / CHECKPOINT_DIR, resume=resume,
         progress=progress, callback=callback, lm_config=lm_cfg)
     if out_dir is not None:
-        save_lm(model, out_dir, grammar=corpus.grammar, tokenizer=corpus.tokenizer)
+        corpus_input = {"kind": "corpus", "id": corpus.identity,
+                        "path": None if corpus_path is None else str(corpus_path)}
+        save_lm(model, out_dir, grammar=corpus.grammar, tokenizer=corpus.tokenizer, inputs={"corpus": corpus_input},
+                settings={"train_config": train_cfg.to_dict()})
     return model
+
+
+def _check_fresh(out: Path, resume: bool, overwrite: bool, config_file: str) -> None:
+    """SpadeLensError when ``out`` holds a checkpoint or a model and neither resume nor overwrite was asked."""
+    if resume or overwrite:
+        return
+    state = out / CHECKPOINT_DIR / STATE_FILE
+    if state.is_file():
+        step = load_checkpoint(out / CHECKPOINT_DIR).get("step", "?")
+        raise SpadeLensError(f"out_dir: {str(out)!r} holds a training checkpoint (step {step}); pass resume=True "
+                             "(--resume) to continue it, overwrite=True (--overwrite) to train afresh, or choose "
+                             "another folder")
+    if (out / config_file).is_file():
+        raise SpadeLensError(f"out_dir: {str(out)!r} holds a trained model; pass overwrite=True (--overwrite) to "
+                             "replace it, or choose another folder")
