@@ -318,7 +318,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, *, say: Say = _q
 
     from hooks.folders import writing
     from spade_lens.devices import check_device
-    from spade_lens.provenance import check_target, provenance_record, read_provenance, write_provenance
+    from spade_lens.provenance import check_target, provenance_record, write_provenance
 
     cfg = cfg or RunConfig()
     if not isinstance(cfg, RunConfig):
@@ -327,8 +327,6 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, *, say: Say = _q
     out = check_target(out, "run", arg="out")
     with writing(out, what=f"out {str(out)!r}", error=SpadeLensError):
         out.mkdir(parents=True, exist_ok=True)
-        if read_provenance(out) is None:  # marks the folder as a run folder from its first stage on
-            write_provenance(out, provenance_record("run", settings=asdict(cfg)))
         corpus = _corpus_stage(cfg, out / "corpus", say, progress)
         model, rate = _lm_stage(cfg, corpus, out / "lm", say, progress, device)
         train_cache = _harvest_stage(model, corpus.dataset["train"], out / "activations" / "train", cfg,

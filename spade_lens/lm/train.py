@@ -257,12 +257,11 @@ def _check_fresh(out: Path, resume: bool, overwrite: bool, config_file: str) -> 
     """SpadeLensError when ``out`` holds a checkpoint or a model and neither resume nor overwrite was asked."""
     if resume or overwrite:
         return
-    state = out / CHECKPOINT_DIR / STATE_FILE
-    if state.is_file():
-        step = load_checkpoint(out / CHECKPOINT_DIR).get("step", "?")
-        raise SpadeLensError(f"out_dir: {str(out)!r} holds a training checkpoint (step {step}); pass resume=True "
-                             "(--resume) to continue it, overwrite=True (--overwrite) to train afresh, or choose "
-                             "another folder")
     if (out / config_file).is_file():
         raise SpadeLensError(f"out_dir: {str(out)!r} holds a trained model; pass overwrite=True (--overwrite) to "
                              "replace it, or choose another folder")
+    if (out / CHECKPOINT_DIR / STATE_FILE).is_file():
+        step = load_checkpoint(out / CHECKPOINT_DIR).get("step", "?")
+        raise SpadeLensError(f"out_dir: {str(out)!r} holds the checkpoint of an interrupted training (step {step}); "
+                             "pass resume=True (--resume) to continue it, overwrite=True (--overwrite) to train "
+                             "afresh, or choose another folder")
