@@ -56,5 +56,5 @@ def check_fits(what: str, n_bytes: int, device: Any = None) -> None:
         return
     free = available_memory()
     if free is not None and n_bytes > free:
-        raise SpadeLensError(f"{what} needs about {n_bytes / 2**30:.3g} GiB of memory and {free / 2**30:.3g} GiB is "
+        raise SpadeLensError(f"{what} would need about {n_bytes / 2**30:.3g} GiB of memory; {free / 2**30:.3g} GiB is "
                              "available; expected a smaller size")

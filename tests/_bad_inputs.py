@@ -207,6 +207,23 @@ def grammar_file(w: World, how: str) -> Path:
     return path
 
 
+def _text_file(w: World, name: str, text: str) -> Path:
+    path = w.scratch(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def incomplete_cache(w: World) -> Path:
+    import json
+
+    acts = w.copy(w.acts, "acts_incomplete")
+    manifest = json.loads((acts / "manifest.json").read_text())
+    manifest["complete"] = False  # as if the harvest were killed
+    (acts / "manifest.json").write_text(json.dumps(manifest))
+    return acts
+
+
 def with_checkpoint(w: World) -> Path:
     lm = w.copy(w.lm, "lm_interrupted")
     for path in lm.iterdir():  # as after a Ctrl-C: only the checkpoint is there
@@ -292,6 +309,9 @@ def _cases() -> list[Case]:
              "n: expected"),
         Case("corpus-n-absurd", "corpus --n 99999999999",
              lambda w: ["corpus", "--n", "99999999999", "--out", S(w.scratch("c")), Q], "expected a smaller --n"),
+        Case("corpus-max-length", "corpus --max-length 1 (no sentence of the grammar is that short)",
+             lambda w: ["corpus", "--n", "10", "--max-length", "1", "--out", S(w.scratch("c")), Q],
+             "expected a larger max_length"),
         Case("corpus-val-fraction", "corpus --val-fraction 1.5",
              lambda w: ["corpus", "--n", "10", "--val-fraction", "1.5", "--out", S(w.scratch("c")), Q],
              "val_fraction: expected a number in [0, 1)"),
@@ -304,6 +324,9 @@ def _cases() -> list[Case]:
         # ---- grammar
         Case("grammar-binary", "grammar check <a binary file>",
              lambda w: ["grammar", "check", S(grammar_file(w, "binary"))], "is not UTF-8 text"),
+        Case("grammar-probabilities", "grammar check <rules of S summing to 0.5>",
+             lambda w: ["grammar", "check", S(_text_file(w, "half.pcfg", "S -> 'a' [0.5]\n"))],
+             "probabilities of the rules of 'S' sum to 0.5"),
         Case("grammar-folder", "grammar check <a folder>", lambda w: ["grammar", "check", S(w.root)],
              "is neither a built-in grammar"),
         # ---- train-lm
@@ -326,6 +349,9 @@ def _cases() -> list[Case]:
         Case("lm-device", "train-lm --device cuda:3 (no GPU)",
              lambda w: train_lm(w, w.corpus, None, "--device", "cuda:3"), "--device: 'cuda:3'"),
         Case("lm-steps", "train-lm --steps 0", lambda w: train_lm(w, w.corpus, None, "--steps", "0"), "steps"),
+        Case("lm-absurd", "train-lm --d-model 200000 --d-head 100000 (used to end in an allocator traceback)",
+             lambda w: train_lm(w, w.corpus, None, "--d-model", "200000", "--d-head", "100000"),
+             "LMConfig: training a model of"),
         Case("lm-resume-overwrite", "train-lm --resume --overwrite",
              lambda w: train_lm(w, w.corpus, None, "--resume", "--overwrite"), "expected at most one"),
         Case("lm-val0", "train-lm on a corpus with an empty validation split (used to crash)",
@@ -338,6 +364,8 @@ def _cases() -> list[Case]:
         Case("sample-truncated", "sample --model <truncated model.safetensors>",
              lambda w: ["sample", "--model", S(lm_damaged(w, "truncated")), "--n", "5"],
              "model.safetensors: not a safetensors file"),
+        Case("sample-absurd", "sample --n 10000000000 (used to run until killed)",
+             lambda w: ["sample", "--model", S(w.lm), "--n", "10000000000"], "n: 10,000,000,000 samples would need"),
         Case("sample-device", "sample --device nonsense",
              lambda w: ["sample", "--model", S(w.lm), "--device", "nonsense"], "is not a torch device"),
         # ---- harvest
@@ -377,12 +405,14 @@ def _cases() -> list[Case]:
         Case("sae-k-default", "train-sae --arch topk --width 16 (default k=32 > width)",
              lambda w: train_sae(w, w.acts, None, "--arch", "topk"), "--k: TopK's default k=32 is more than"),
         Case("sae-width-absurd", "train-sae --width 1000000000",
-             lambda w: train_sae(w, w.acts, None, "--width", "1000000000"), "of memory and"),
+             lambda w: train_sae(w, w.acts, None, "--width", "1000000000"), "GiB of memory; "),
         Case("sae-device", "train-sae --device cuda (no GPU)",
              lambda w: train_sae(w, w.acts, None, "--device", "cuda"), "sees no CUDA device"),
         Case("sae-exists", "train-sae --out <trained SAEs>, no --overwrite",
              lambda w: train_sae(w, w.acts, w.saes), "already holds trained SAEs (relu, topk); pass --overwrite",
              keep=lambda w: [w.saes]),
+        Case("sae-resume-nothing", "train-sae --resume into a new folder",
+             lambda w: train_sae(w, w.acts, None, "--resume"), "resume=True but there is no checkpoint"),
         Case("sae-tokens", "train-sae --tokens 0", lambda w: train_sae(w, w.acts, None, "--tokens", "0"),
              "--tokens: received 0"),
         # ---- probe
@@ -413,6 +443,9 @@ def _cases() -> list[Case]:
         Case("probe-legacy-truncated", "probe --activations <old-format cache, truncated shard>",
              lambda w: [*probe, "--sae", S(w.sae), "--activations", S(legacy_truncated_shard(w)), "--out",
                         S(w.scratch("r"))], "cannot be read"),
+        Case("probe-incomplete", "probe --activations <an interrupted harvest>",
+             lambda w: [*probe, "--sae", S(w.sae), "--activations", S(incomplete_cache(w)), "--out",
+                        S(w.scratch("r"))], "is incomplete"),
         Case("probe-label", "probe --label tense", lambda w: [*probe, *sae_args(w), "--label", "tense", "--out",
                                                               S(w.scratch("r"))], "--label: 'tense'"),
         Case("probe-device", "probe --device cuda:0 (no GPU)",

@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from spade_lens._determinism import deterministic_on_cpu
+from spade_lens.devices import check_device, check_fits
 from spade_lens.errors import SpadeLensError
 from spade_lens.lm.checkpoint import CHECKPOINT_DIR, STATE_FILE, load_checkpoint, save_checkpoint
 from spade_lens.lm.config import RESULT_FIELDS, LMConfig, LMTrainConfig, resolve_config
 from spade_lens.lm.data import BatchOrder, TokenData, evaluate_loss, lm_loss, lm_targets, pad_sequences, take
-from spade_lens.lm.model import build_model, load_parameters
+from spade_lens.lm.model import build_model, load_parameters, parameter_count
 from spade_lens.lm.optim import make_optimizer, make_scheduler
 
 logger = logging.getLogger(__name__)
@@ -213,7 +214,6 @@ def train_lm(
             or finished training is never discarded by mistake.
     """
     from pcfg import Corpus, PCFGError, load_corpus
-    from spade_lens.devices import check_device
     from spade_lens.lm.io import CONFIG_FILE, check_model_dir, save_lm
 
     check_device(device)
@@ -239,6 +239,8 @@ def train_lm(
         shutil.rmtree(Path(out_dir) / CHECKPOINT_DIR, ignore_errors=True)
     longest = max(len(s) for s in train_seqs + val_seqs)
     lm_cfg = resolve_config(lm_cfg, longest_sequence=longest, vocab_size=len(corpus.tokenizer))
+    n_params = parameter_count(lm_cfg)  # weights, gradients and AdamW's two moments, float32
+    check_fits(f"LMConfig: training a model of {n_params:,} parameters", 16 * n_params, device)
     model = build_model(lm_cfg, corpus.tokenizer, device=device)
     pad = corpus.tokenizer.pad_id
     fit(model, pad_sequences(train_seqs, pad), pad_sequences(val_seqs[: train_cfg.eval_sequences], pad)
