@@ -557,10 +557,14 @@ def attempt(case: Case, world: World) -> Outcome:
     return Outcome(code, message, len(lines), changed)
 
 
-def table(rows: list[tuple[Case, Outcome]]) -> str:
+def table(rows: list[tuple[Case, Outcome]], root: Path | None = None) -> str:
+    """A markdown table of the outcomes; paths under ``root`` are shown relative to it."""
+    def show(text: str) -> str:
+        text = text.replace(f"{root}/", "").replace(str(root), ".") if root is not None else text
+        return text.replace("|", "/")
+
     head = "| # | input | exit | message |\n|---|---|---|---|"
-    body = [f"| {i} | {c.given.replace('|', '/')} | {o.code} | {o.message.replace('|', '/')} |"
-            for i, (c, o) in enumerate(rows, 1)]
+    body = [f"| {i} | {show(c.given)} | {o.code} | {show(o.message)} |" for i, (c, o) in enumerate(rows, 1)]
     return "\n".join([head, *body])
 
 
@@ -572,7 +576,7 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         world = World(Path(tmp))
         rows = [(case, attempt(case, world)) for case in CASES]
-    print(table(rows))
+        print(table(rows, world.root))
     bad = [c.name for c, o in rows if o.code != c.code or c.expect not in o.message or o.changed]
     print(f"\n{len(rows)} inputs; tracebacks: {sum(o.code == 'traceback' for _, o in rows)}; "
           f"user files changed: {sum(bool(o.changed) for _, o in rows)}; not as expected: {bad or 'none'}")
