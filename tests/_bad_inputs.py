@@ -469,7 +469,7 @@ def _cases() -> list[Case]:
              keep=lambda w: [w.quick_run]),
         Case("run-device", "run --device cuda:1 (no GPU)",
              lambda w: ["run", "--quick", Q, "--device", "cuda:1", "--out", S(w.scratch("run"))],
-             "sees no CUDA device"),
+             "--device: 'cuda:1' asked for a GPU"),
         # ---- Python API
         Case("api-load-sae-missing", "load_sae(<folder without sae_weights.safetensors>)",
              lambda w: partial(sl.load_sae, sae_damaged(w, "missing")), "missing file"),

@@ -32,9 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spade_lens.devices import check_device
     from spade_lens.pipeline import RunConfig, run_pipeline
     from spade_lens.report.markdown import headline_table
 
+    check_device(args.device, "--device")
     preset = RunConfig.quick if args.quick else RunConfig
     cfg = preset(grammar=args.grammar, seed=args.seed, sae_seed=args.sae_seed)
     start = time.perf_counter()
