@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from hooks.batches import LabelledBatch
@@ -92,6 +93,25 @@ class ActivationCache:
                              "tokens so far); run the same harvest again to resume it, or pass "
                              "allow_incomplete=True")
         self._manifest = manifest
+        self._check_files()
+
+    def _check_files(self) -> None:
+        """HooksError naming the first shard file that is missing or has another size than when written."""
+        for shard in self._manifest["shards"]:
+            index = int(shard["index"])
+            expected = shard.get("bytes") or {}  # caches of earlier versions recorded no sizes
+            paths = [acts_path(self.path, h, index) for h in self._manifest["hook_names"]]
+            for path in [*paths, labels_path(self.path, index)]:
+                rel = path.relative_to(self.path).as_posix()
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    raise HooksError(f"path: activation cache {str(self.path)!r} is damaged: {rel} is missing; "
+                                     "harvest again (into a new folder, or with --overwrite)") from None
+                if rel in expected and size != expected[rel]:
+                    raise HooksError(f"path: activation cache {str(self.path)!r} is damaged: {rel} has {size} "
+                                     f"bytes, {expected[rel]} were written (truncated?); harvest again (into a new "
+                                     "folder, or with --overwrite)")
 
     def __repr__(self) -> str:
         return (f"ActivationCache({str(self.path)!r}, hooks={self.hook_names}, n_tokens={self.n_tokens}, "
@@ -155,8 +175,16 @@ class ActivationCache:
     def read_shard(self, hook_name: str, index: int) -> LabelledBatch:
         """Shard ``index`` of ``hook_name``, rows in harvest order (memory-mapped read)."""
         self._check_hook(hook_name)
-        acts = load_file(acts_path(self.path, hook_name, index))["acts"]
-        return LabelledBatch(acts, load_file(labels_path(self.path, index)))
+        acts = self._read(acts_path(self.path, hook_name, index))["acts"]
+        return LabelledBatch(acts, self._read(labels_path(self.path, index)))
+
+    def _read(self, path: Path) -> dict[str, torch.Tensor]:
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError, RuntimeError, KeyError) as err:
+            raise HooksError(f"activation cache {str(self.path)!r}: {str(path)!r} cannot be read "
+                             f"({str(err).splitlines()[0][:120]}); the cache is damaged: harvest again (into a new "
+                             "folder, or with --overwrite)") from None
 
     def load(self, hook_name: str) -> LabelledBatch:
         """Every row of ``hook_name`` in harvest order, in memory at once (for small caches)."""

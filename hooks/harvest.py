@@ -13,14 +13,19 @@ Every shard file is written beside its final name and renamed into place; the ma
 way after each shard, and lists only finished shards. Shards end on forward-batch boundaries, so the manifest
 also says how many source sequences are covered. Running the same harvest again into the same folder
 resumes after them (pass the same source), and a finished one returns at once. A folder written for another
-model, other hooks or other settings is refused.
+model, other hooks, other settings or another source (a different corpus, or another split of it) is refused
+(``overwrite=True`` replaces it); so is a source whose tokenizer is not the model's (``source_tokenizer``).
+One process writes a folder at a time (:mod:`hooks.folders`), and a finished cache gets a ``provenance.json``
+(:mod:`hooks.provenance`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +47,72 @@ from hooks.cache import (
 )
 from hooks.capture import capture_activations, check_hook_names, check_model, excluded_ids
 from hooks.errors import HooksError, check_int
+from hooks.folders import readable, user_entries, writing
 from hooks.identity import model_identity
-from hooks.source import default_label_columns, label_names
+from hooks.provenance import (
+    PROVENANCE_FILE,
+    json_identity,
+    provenance_record,
+    tokenizer_identity,
+    write_provenance,
+)
+from hooks.source import default_label_columns, describe_source, label_names, n_batches, source_identity
 
 # Manifest fields that must match for a folder to be resumed or reused.
-_SETTINGS = ("model", "hook_names", "excluded_token_ids", "dtype", "max_tokens")
-def _save_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
+_SETTINGS = ("model", "hook_names", "excluded_token_ids", "dtype", "max_tokens", "source")
+MISMATCH_HINT = "use another folder, or pass overwrite=True (--overwrite) to replace it"
+
+
+def _save_atomic(tensors: dict[str, torch.Tensor], path: Path) -> int:
+    """Write a shard beside its name, then rename it; returns its size in bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
+
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
+        readable(tmp)
+
+    replace_atomic(path, write)
+    return path.stat().st_size
 
 
 def _check_settings(root: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
     for key in _SETTINGS:
+        if key == "source" and key not in old:
+            warnings.warn(f"out_dir: {str(root)!r} was harvested by an earlier version that did not record its "
+                          "source; reusing it without checking that it came from the same corpus and split",
+                          stacklevel=3)
+            continue
         if old.get(key) != new[key]:
+            if key == "source":
+                raise HooksError(f"out_dir: {str(root)!r} holds a harvest of another source "
+                                 f"({describe_source(old.get(key))}; now {describe_source(new[key])}); {MISMATCH_HINT}")
             raise HooksError(f"out_dir: {str(root)!r} holds a harvest with other {key} ({old.get(key)!r}, now "
-                             f"{new[key]!r}); use another folder or delete this one")
+                             f"{new[key]!r}); {MISMATCH_HINT}")
+
+
+def _check_tokenizer(model: Any, source_tokenizer: Any) -> str | None:
+    """The model's tokenizer identity; HooksError when ``source_tokenizer`` is known and differs from it."""
+    ours = tokenizer_identity(getattr(model, "tokenizer", None))
+    if source_tokenizer is None:
+        return ours
+    theirs = source_tokenizer if isinstance(source_tokenizer, str) else tokenizer_identity(source_tokenizer)
+    if theirs is None:
+        raise HooksError(f"source_tokenizer: got a {type(source_tokenizer).__name__} without a vocabulary; "
+                         "expected a tokenizer (get_vocab() or vocab) or its identity string")
+    if ours is not None and ours != theirs:
+        raise HooksError(f"source_tokenizer: the source's token ids come from another tokenizer (vocabulary "
+                         f"{theirs}) than the model's (vocabulary {ours}); its activations would mean nothing. "
+                         "Expected a corpus made with the model's tokenizer (for a spade-lens model: a corpus of "
+                         "the grammar it was trained on)")
+    return ours or theirs
+
+
+def _clear(root: Path) -> None:
+    """Remove the files of the activation cache in ``root`` (and nothing else)."""
+    for name in ("acts", "labels"):
+        shutil.rmtree(root / name, ignore_errors=True)
+    for name in (MANIFEST, PROVENANCE_FILE):
+        (root / name).unlink(missing_ok=True)
 
 
 def harvest(
@@ -73,11 +129,18 @@ def harvest(
     label_columns: Sequence[str] | None = None,
     dtype: torch.dtype | None = None,
     progress: bool = True,
+    source_tokenizer: Any = None,
+    overwrite: bool = False,
+    inputs: Mapping[str, Any] | None = None,
 ) -> ActivationCache:
     """Capture ``hook_names`` over ``source`` into ``out_dir``; resume it if interrupted. Returns the cache.
 
     ``max_tokens``: stop after exactly this many rows (None: the whole source). ``shard_tokens``: rows per
-    shard, rounded up to whole forward batches. ``dtype``: stored dtype (default: the model's). Other
+    shard, rounded up to whole forward batches. ``dtype``: stored dtype (default: the model's).
+    ``source_tokenizer``: the tokenizer the source's ids were made with (or its
+    :func:`~hooks.provenance.tokenizer_identity`); refused when it is not the model's. ``overwrite``: replace a
+    cache of other settings or another source in ``out_dir`` instead of refusing it. ``inputs``: extra entries
+    for the ``inputs`` of ``provenance.json`` (e.g. the folders the model and corpus came from). Other
     arguments as in :func:`hooks.capture.capture_activations`.
     """
     check_model(model)
@@ -86,36 +149,58 @@ def harvest(
         if value is not None:
             check_int(arg, value)
     root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise HooksError(f"out_dir: {str(root)!r} is a file; expected a new or empty folder, or an activation cache")
+    tokenizer = _check_tokenizer(model, source_tokenizer)
     param = next(iter(model.parameters()))
     settings = {
         "model": model_identity(model), "hook_names": names, "dtype": str(dtype or param.dtype),
         "excluded_token_ids": excluded_ids(model, exclude_token_ids, pad_token_id), "max_tokens": max_tokens,
+        "source": source_identity(source),
     }
     columns = default_label_columns(source) if label_columns is None else list(label_columns)
-    manifest = read_manifest(root) if root.is_dir() else None
-    if manifest is None and root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise HooksError(f"out_dir: {str(root)!r} exists and is not an activation cache; give an empty or new "
-                         "folder")
-    if manifest is not None:
-        _check_settings(root, manifest, settings)
-        if None not in (columns, manifest["label_columns"]) and columns != manifest["label_columns"]:
-            raise HooksError(f"label_columns: {str(root)!r} holds a harvest with label columns "
-                             f"{manifest['label_columns']}, now {columns}; use another folder")
-        if manifest["complete"]:
-            return ActivationCache(root)
-    else:
-        manifest = {"format": FORMAT, "version": VERSION, **settings, "dims": {},
-                    "label_columns": columns, "label_names": label_names(source, columns or []),
-                    "shards": [], "n_tokens": 0, "n_sequences": 0, "complete": False,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    batches = capture_activations(model, source, names, batch_size=batch_size, exclude_token_ids=exclude_token_ids,
-                                  pad_token_id=pad_token_id, label_columns=manifest["label_columns"],
-                                  start_sequence=manifest["n_sequences"])  # checks every argument
-    root.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(root / MANIFEST, manifest)  # from now on the folder is ours to resume
-    for tmp in root.rglob("*.tmp-*"):  # leftovers of a crashed write
-        tmp.unlink()
-    _run(batches, root, manifest, dtype or param.dtype, shard_tokens, progress)
+    with writing(root, what=f"out_dir {str(root)!r}"):
+        manifest = read_manifest(root) if root.is_dir() else None
+        if manifest is None and root.exists() and user_entries(root):
+            raise HooksError(f"out_dir: {str(root)!r} exists and is not an activation cache (it holds "
+                             f"{', '.join(user_entries(root)[:4])}); give an empty or new folder")
+        if manifest is not None and overwrite:
+            try:
+                _check_settings(root, manifest, settings)
+            except HooksError:
+                _clear(root)
+                manifest = None
+        if manifest is not None:
+            _check_settings(root, manifest, settings)
+            if None not in (columns, manifest["label_columns"]) and columns != manifest["label_columns"]:
+                raise HooksError(f"label_columns: {str(root)!r} holds a harvest with label columns "
+                                 f"{manifest['label_columns']}, now {columns}; {MISMATCH_HINT}")
+            if manifest["complete"]:
+                return ActivationCache(root)
+        else:
+            manifest = {"format": FORMAT, "version": VERSION, **settings, "tokenizer": tokenizer, "dims": {},
+                        "label_columns": columns, "label_names": label_names(source, columns or []),
+                        "shards": [], "n_tokens": 0, "n_sequences": 0, "complete": False,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        batches = capture_activations(model, source, names, batch_size=batch_size,
+                                      exclude_token_ids=exclude_token_ids, pad_token_id=pad_token_id,
+                                      label_columns=manifest["label_columns"],
+                                      start_sequence=manifest["n_sequences"])  # checks every argument
+        if manifest["n_sequences"] == 0 and n_batches(source, batch_size, 0) == 0:
+            raise HooksError(f"source: {describe_source(settings['source'])} has no sequences (an empty split?); "
+                             "expected at least one")
+        root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(root / MANIFEST, manifest)  # from now on the folder is ours to resume
+        for tmp in root.rglob("*.tmp-*"):  # leftovers of a crashed write
+            tmp.unlink()
+        _run(batches, root, manifest, dtype or param.dtype, shard_tokens, progress)
+        write_provenance(root, provenance_record(
+            "activations", id=json_identity({k: v for k, v in manifest.items() if k != "created"}),
+            tokenizer=tokenizer,
+            inputs={"model": {"kind": "model", "id": settings["model"]["weights_hash"], **settings["model"]},
+                    "source": settings["source"], **dict(inputs or {})},
+            settings={k: manifest[k] for k in ("hook_names", "max_tokens", "dtype", "excluded_token_ids",
+                                               "label_columns")}))
     return ActivationCache(root)
 
 
@@ -168,14 +253,17 @@ def _write_shard(root: Path, manifest: dict[str, Any], held: list[ActivationBatc
     rows = sum(map(len, held))
     if rows:
         index = len(manifest["shards"])
+        sizes = {}
         for name in manifest["hook_names"]:
             acts = torch.cat([b.acts[name] for b in held])  # (rows, d)
-            _save_atomic({"acts": acts}, acts_path(root, name, index))
+            path = acts_path(root, name, index)
+            sizes[path.relative_to(root).as_posix()] = _save_atomic({"acts": acts}, path)
         row_labels = [b.row_labels() for b in held]
         labels = {k: torch.cat([r[k] for r in row_labels]) for k in row_labels[0]}
-        _save_atomic(labels, labels_path(root, index))
+        path = labels_path(root, index)
+        sizes[path.relative_to(root).as_posix()] = _save_atomic(labels, path)
         manifest["shards"].append({"index": index, "n_rows": rows, "seq_start": held[0].seq_range[0],
-                                   "seq_stop": held[-1].seq_range[1]})
+                                   "seq_stop": held[-1].seq_range[1], "bytes": sizes})
         manifest["n_tokens"] += rows
     manifest["n_sequences"] = held[-1].seq_range[1]
     write_json_atomic(root / MANIFEST, manifest)

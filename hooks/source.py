@@ -16,6 +16,7 @@ with a causal model, padding on the right never changes the activations of the r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -171,6 +172,44 @@ def n_batches(source: Any, batch_size: int, start_sequence: int) -> int | None:
                                                             else {"input_ids": source})
         return -(-max(n - start_sequence, 0) // batch_size)
     return len(source) if hasattr(source, "__len__") and start_sequence == 0 else None
+
+
+def source_identity(source: Any) -> dict[str, Any] | None:
+    """What a harvest records of its source, so a cache is resumed or reused only for the same one.
+
+    A ``datasets`` split: its fingerprint (pcfg corpora derive it from a hash of their columns), split name and
+    row count; a tensor or a mapping: a SHA-256 of its token ids; any other iterable: None (not checkable).
+    """
+    if _is_dataset(source):
+        split = getattr(source, "split", None)
+        return {"kind": "dataset", "id": str(getattr(source, "_fingerprint", None)),
+                "split": None if split is None else str(split), "rows": len(source)}
+    ids = source.get("input_ids") if isinstance(source, Mapping) else source if isinstance(source, Tensor) else None
+    if ids is None:
+        return None
+    h = hashlib.sha256()
+    if isinstance(ids, Tensor):
+        h.update(str(tuple(ids.shape)).encode())
+        h.update(ids.detach().to("cpu", torch.int64).contiguous().numpy().tobytes())
+        rows = 1 if ids.dim() == 1 else int(ids.shape[0])
+    else:
+        rows = 0
+        try:
+            for row in ids:
+                h.update(np.asarray(row, dtype=np.int64).tobytes() + b"|")
+                rows += 1
+        except (TypeError, ValueError):
+            return None
+    return {"kind": "tensor" if isinstance(source, Tensor) else "mapping", "id": h.hexdigest()[:16], "split": None,
+            "rows": rows}
+
+
+def describe_source(identity: dict[str, Any] | None) -> str:
+    """A short readable name of a :func:`source_identity`."""
+    if identity is None:
+        return "an iterable source (not identified)"
+    split = f"split {identity['split']!r} of " if identity.get("split") else ""
+    return f"{split}a {identity['kind']} {identity['id']} ({identity.get('rows')} sequences)"
 
 
 def check_source(source: Any) -> None:

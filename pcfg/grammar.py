@@ -215,7 +215,17 @@ class Grammar:
         if not p.is_file():
             raise PCFGError(f"grammar path {str(p)!r} is not a file; expected a .pcfg file or a built-in name")
         try:
-            return cls(p.read_text(encoding="utf-8"), name=p.stem)
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise PCFGError(f"grammar file {str(p)!r} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                            f"offset {err.start}); expected a .pcfg text file in nltk's PCFG syntax") from None
+        except OSError as err:
+            raise PCFGError(f"grammar file {str(p)!r} cannot be read ({err.strerror})") from None
+        if "\x00" in text:
+            raise PCFGError(f"grammar file {str(p)!r} holds NUL bytes (a binary file?); expected a .pcfg text "
+                            "file in nltk's PCFG syntax")
+        try:
+            return cls(text, name=p.stem)
         except PCFGError as err:
             raise PCFGError(f"{p}: {err}") from None
 

@@ -43,10 +43,13 @@ from pcfg.corpus import (
     Corpus,
     assemble_splits,
     corpus_features,
+    split_tables,
+    tables_identity,
     validation_count,
 )
 from pcfg.errors import PCFGError
 from pcfg.grammar import Grammar
+from pcfg.provenance import tokenizer_identity
 from pcfg.sampler import _check_int, iter_sentences
 
 LabelPolicy = Literal["first", "all"]
@@ -192,7 +195,10 @@ def build_subtoken_corpus(
                       "words": int((np.asarray(cols["piece_index"]) == 0).sum())},
     }
     features = subtoken_features(grammar)
-    dataset = assemble_splits(cols, offsets, features, metadata, n - n_val, f"pcfg-{grammar.name}-subtokens")
+    tables = split_tables(cols, offsets, features, n - n_val)
+    metadata["tokenizer_id"] = tokenizer_identity(tokenizer)
+    metadata["content_id"] = tables_identity(tables)
+    dataset = assemble_splits(tables, features, metadata, f"pcfg-{grammar.name}-subtokens")
     return Corpus(dataset, tokenizer, grammar, metadata)
 
 

@@ -235,12 +235,16 @@ def run_pretrained(out: str | os.PathLike[str], model: str | os.PathLike[str] = 
     Returns the probe results of the SAEs on the validation sentences' activations; the report is in
     ``out/report``. ``device`` defaults to ``cuda`` when available, else ``cpu``.
     """
+    from dataclasses import asdict
+
     from hooks import load_hf_model, residual_hook
+    from spade_lens.devices import check_device
+    from spade_lens.provenance import check_target, provenance_record, write_provenance
 
     cfg = cfg or PretrainedRunConfig()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
     model_dir = resolve_model_dir(model)
-    out = Path(out)
+    out = check_target(out, "run", arg="out", inputs=[model_dir])
     out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(record=True) as seen:  # MiniLM has no MLM/NSP heads: said once below
         warnings.simplefilter("always", UserWarning)
@@ -261,4 +265,6 @@ def run_pretrained(out: str | os.PathLike[str], model: str | os.PathLike[str] = 
     saes = _sae_stage(run_cfg, caches["train"], out / "saes", say, progress, device)
     report = out / "report"
     results, paper = _probe_stage(saes, caches["validation"], report, run_cfg, say, progress)
+    write_provenance(out, provenance_record("run", inputs={"model": {"kind": "hf_model", "path": str(model_dir)}},
+                                            settings=asdict(cfg)))
     return RunResult(out=out, lm_grammaticality=None, probe=results, report_dir=report, paper_probe=paper)

@@ -149,3 +149,56 @@ def test_cache_refusals(model, tmp_path):
     with pytest.raises(HooksError, match="batch_size: expected a positive integer, got -1"):
         harvest(model, coded_source(8), [HOOK], tmp_path / "d", batch_size=-1, progress=False)
     assert not (tmp_path / "d").exists()  # bad arguments are refused before the folder is made
+
+
+def test_a_cache_is_reused_only_for_its_own_source(model, tmp_path):
+    ds = coded_dataset(12)
+    harvest(model, ds.select(range(6)), [HOOK], tmp_path / "c", progress=False)
+    with pytest.raises(HooksError, match="holds a harvest of another source .*; use another folder, or pass "
+                                         "overwrite=True"):
+        harvest(model, ds.select(range(6, 12)), [HOOK], tmp_path / "c", progress=False)
+    with pytest.raises(HooksError, match="holds a harvest of another source"):
+        harvest(model, coded_source(8), [HOOK], tmp_path / "c", progress=False)
+    again = harvest(model, coded_source(8), [HOOK], tmp_path / "c", progress=False, overwrite=True)
+    assert again.metadata["source"]["kind"] == "mapping" and again.n_tokens == sum(
+        len(r) for r in coded_source(8)["input_ids"])
+    assert json.loads((tmp_path / "c" / "provenance.json").read_text())["inputs"]["source"]["kind"] == "mapping"
+
+
+def test_a_cache_of_an_earlier_version_is_reused_with_a_note(model, tmp_path):
+    harvest(model, coded_source(8), [HOOK], tmp_path / "c", progress=False)
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    del manifest["source"]  # earlier versions did not record it
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="did not record its source"):
+        cache = harvest(model, coded_source(8), [HOOK], tmp_path / "c", progress=False)
+    assert cache.n_tokens == manifest["n_tokens"]
+
+
+def test_the_source_tokenizer_must_be_the_models(tmp_path):
+    from pcfg import Tokenizer
+
+    model = tiny_ht()
+    words = [f"w{i}" for i in range(16)]  # 20 tokens with the specials, the tiny model's d_vocab
+    model.tokenizer = Tokenizer(words).to_hf()
+    with pytest.raises(HooksError, match="source_tokenizer: the source's token ids come from another tokenizer"):
+        harvest(model, coded_source(4), [HOOK], tmp_path / "c", progress=False,
+                source_tokenizer=Tokenizer(words[::-1]))
+    cache = harvest(model, coded_source(4), [HOOK], tmp_path / "c", progress=False,
+                    source_tokenizer=Tokenizer(words))
+    assert cache.metadata["tokenizer"] is not None
+    with pytest.raises(HooksError, match="without a vocabulary"):
+        harvest(model, coded_source(4), [HOOK], tmp_path / "d", progress=False, source_tokenizer=3.5)
+
+
+def test_damaged_shards_are_named(model, tmp_path):
+    cache = harvest(model, coded_source(8), [HOOK], tmp_path / "c", shard_tokens=8, batch_size=2, progress=False)
+    shard = sorted((tmp_path / "c" / "acts").rglob("*.safetensors"))[1]
+    shard.write_bytes(shard.read_bytes()[:50])
+    with pytest.raises(HooksError, match=r"is damaged: acts/blocks.0.hook_resid_post/shard-00001.safetensors has 50 "
+                                         r"bytes, \d+ were written"):
+        ActivationCache(tmp_path / "c")
+    shard.unlink()
+    with pytest.raises(HooksError, match="shard-00001.safetensors is missing"):
+        ActivationCache(tmp_path / "c")
+    assert cache.n_tokens > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,50 @@ def test_cli_harvest_errors(tmp_path, capsys):
     assert "--split: the corpus has no split 'test'" in capsys.readouterr().err
     assert main([*base, "--hook", HOOK, "--max-tokens", "0"]) == 2
     assert "max_tokens: expected a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_cli_harvest_refuses_a_corpus_of_another_tokenizer(tmp_path, capsys):
+    """Issue 11, defect 2: an english model harvested on a `rich` corpus used to give meaningless rows, exit 0."""
+    model_dir, _ = _saved(tmp_path)
+    rich = pcfg.save_corpus(pcfg.build_corpus(pcfg.load_grammar("rich"), n=20, seed=0, max_length=10,
+                                              progress=False), tmp_path / "rich")
+    argv = ["harvest", "--model", str(model_dir), "--corpus", str(rich), "--hook", HOOK, "--out",
+            str(tmp_path / "a"), "--no-progress"]
+    assert main(argv) == 2
+    assert "the source's token ids come from another tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_cli_harvest_reuses_a_cache_only_for_its_own_corpus_and_split(tmp_path, capsys):
+    """Issue 11, defect 3: a cache used to be reused for any corpus or split (and named the split asked for)."""
+    model_dir, corpus_dir = _saved(tmp_path)
+    other = pcfg.save_corpus(pcfg.build_corpus(pcfg.load_grammar("english"), n=60, seed=1, max_length=10,
+                                               progress=False), tmp_path / "other")
+    base = ["harvest", "--model", str(model_dir), "--hook", HOOK, "--out", str(tmp_path / "a"), "--no-progress"]
+    assert main([*base, "--corpus", str(corpus_dir), "--split", "validation"]) == 0
+    assert "tokens of split 'validation'" in capsys.readouterr().out
+    n_val = ActivationCache(tmp_path / "a").n_tokens
+    assert main([*base, "--corpus", str(corpus_dir), "--split", "train"]) == 2
+    assert "holds a harvest of another source (split 'validation'" in capsys.readouterr().err
+    assert main([*base, "--corpus", str(other), "--split", "validation"]) == 2
+    assert "holds a harvest of another source" in capsys.readouterr().err
+    assert ActivationCache(tmp_path / "a").n_tokens == n_val  # untouched
+    assert main([*base, "--corpus", str(corpus_dir), "--split", "train", "--overwrite"]) == 0
+    assert "tokens of split 'train'" in capsys.readouterr().out
+    cache = ActivationCache(tmp_path / "a")
+    assert cache.metadata["source"]["split"] == "train" and cache.n_tokens > n_val
+    record = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    assert record["kind"] == "activations" and record["inputs"]["source"]["split"] == "train"
+    assert record["tokenizer"] == _corpus().tokenizer_identity
+    assert record["inputs"]["corpus"]["path"] == str(corpus_dir) and record["inputs"]["lm"]["kind"] == "lm"
+
+
+def test_cli_harvest_refuses_an_empty_split(tmp_path, capsys):
+    """Issue 11, defect 7: a split left empty by --val-fraction 0 used to end in an IndexError."""
+    model_dir, _ = _saved(tmp_path)
+    empty = pcfg.save_corpus(pcfg.build_corpus(pcfg.load_grammar("english"), n=10, seed=0, val_fraction=0,
+                                               max_length=10, progress=False), tmp_path / "val0")
+    argv = ["harvest", "--model", str(model_dir), "--corpus", str(empty), "--hook", HOOK, "--split", "validation",
+            "--out", str(tmp_path / "a"), "--no-progress"]
+    assert main(argv) == 2
+    assert "split 'validation' of" in capsys.readouterr().err

@@ -57,3 +57,43 @@ def test_sample_from_a_folder_missing_a_file(tmp_path, capsys):
     (tmp_path / "lm").mkdir()
     assert main(["sample", "--model", str(tmp_path / "lm")]) == 2
     assert "config.json is missing" in capsys.readouterr().err
+
+
+def test_an_interrupted_or_finished_training_is_never_silently_restarted(tmp_path, capsys):
+    """Issue 11: train-lm after a Ctrl-C without --resume used to start afresh over the checkpoint."""
+    from spade_lens.lm.checkpoint import load_checkpoint
+
+    corpus, lm = saved_corpus(tmp_path), tmp_path / "lm"
+    argv = ["train-lm", "--corpus", str(corpus), "--out", str(lm), "--no-progress", "--judge", "0", *TINY_FLAGS]
+    assert main([*argv, "--steps", "4"]) == 0
+    assert main([*argv, "--steps", "6"]) == 2
+    assert "holds a trained model; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    for path in lm.iterdir():  # what a Ctrl-C leaves: the checkpoint only
+        if path.name != "checkpoint":
+            path.unlink()
+    assert main([*argv, "--steps", "6"]) == 2
+    assert "holds the checkpoint of an interrupted training (step 4); pass resume=True (--resume)" in \
+        capsys.readouterr().err
+    assert load_checkpoint(lm / "checkpoint")["step"] == 4  # untouched
+    assert main([*argv, "--steps", "4", "--resume"]) == 0 and (lm / "model.safetensors").is_file()
+    assert main([*argv, "--steps", "3", "--overwrite"]) == 0
+    assert load_checkpoint(lm / "checkpoint")["step"] == 3
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import spade_lens.lm
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(spade_lens.lm, "train_lm", interrupted)
+    code = main(["train-lm", "--corpus", str(saved_corpus(tmp_path)), "--out", str(tmp_path / "lm")])
+    assert code == 130
+    assert "interrupted; the checkpoint of the last finished step is kept in OUT/checkpoint: run the same command " \
+           "with --resume to continue" in capsys.readouterr().err
+
+
+def test_an_unavailable_device_is_refused_before_any_work(tmp_path, capsys):
+    corpus = saved_corpus(tmp_path)
+    assert main(["train-lm", "--corpus", str(corpus), "--out", str(tmp_path / "lm"), "--device", "cuda:7"]) == 2
+    assert "--device: 'cuda:7'" in capsys.readouterr().err and not (tmp_path / "lm").exists()

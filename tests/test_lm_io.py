@@ -125,3 +125,12 @@ def test_an_unrelated_folder_is_never_replaced(tmp_path):
     with pytest.raises(SpadeLensError, match=r"out_dir .*home.* exists and is not a model folder"):
         save_lm(trained_model(), tmp_path / "home", grammar=tiny_corpus().grammar)
     assert (tmp_path / "home" / "thesis.tex").read_text() == "precious"
+
+
+def test_non_finite_weights_are_refused(model_dir):
+    """Issue 11, defect 6 (the model's side): NaN / inf weights used to load silently."""
+    tensors = load_file(str(model_dir / "model.safetensors"))
+    tensors["blocks.0.attn.W_Q"].view(-1)[3] = float("nan")
+    save_file(tensors, str(model_dir / "model.safetensors"))
+    with pytest.raises(SpadeLensError, match="model.safetensors: tensor 'blocks.0.attn.W_Q' holds 1 NaN/inf"):
+        load_lm(model_dir)

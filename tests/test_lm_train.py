@@ -30,7 +30,7 @@ def test_loss_falls_and_the_model_folder_is_written(tmp_path):
     model = train_lm(corpus, TINY, tiny_train(60), tmp_path / "lm", progress=False)
     assert not model.training
     assert sorted(os.listdir(tmp_path / "lm")) == [
-        "checkpoint", "config.json", "grammar.pcfg", "model.safetensors", "tokenizer.json"]
+        "checkpoint", "config.json", "grammar.pcfg", "model.safetensors", "provenance.json", "tokenizer.json"]
     state = load_checkpoint(tmp_path / "lm" / "checkpoint")
     history = state["history"]
     assert state["step"] == 60 and [h["step"] for h in history] == [10, 20, 30, 40, 50, 60]

@@ -75,7 +75,8 @@ def test_rows_match_the_sampler_and_stay_aligned(corpus):
 def test_save_load_round_trip_and_load_from_disk(corpus, tmp_path):
     out = save_corpus(corpus, tmp_path / "c")
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["corpus.json", "dataset_dict.json", "grammar.pcfg", "tokenizer.json", "train", "validation"])
+        ["corpus.json", "dataset_dict.json", "grammar.pcfg", "provenance.json", "tokenizer.json", "train",
+         "validation"])
     back = load_corpus(out)
     assert back.metadata == corpus.metadata and back.tokenizer == corpus.tokenizer
     assert back.grammar.text == RICH.text and back.grammar.name == "rich"
@@ -95,7 +96,7 @@ def test_same_seed_gives_byte_identical_folders(tmp_path):
     save_corpus(build_corpus(g, n=200, seed=3, progress=False), tmp_path / "b")
     save_corpus(build_corpus(g, n=200, seed=4, progress=False), tmp_path / "c")
     a, b, c = (file_hashes(tmp_path / x) for x in "abc")
-    assert a == b and len(a) == 10
+    assert a == b and len(a) == 11  # provenance.json included
     assert a["train/data-00000-of-00001.arrow"] != c["train/data-00000-of-00001.arrow"]
 
 

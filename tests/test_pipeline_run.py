@@ -71,7 +71,8 @@ def test_rerun_skips_finished_stages(quick_run, capsys):
     before = (quick_run / "saes" / "spade" / "sae_weights.safetensors").read_bytes()
     assert main(["run", "--quick", "--no-progress", "--out", str(quick_run)]) == 0
     out = capsys.readouterr().out
-    assert "corpus: " in out and "exists, skipped" in out
+    assert "corpus: " in out and "exists with these settings, skipped" in out
+    assert out.count("with these settings, skipped") == 5  # corpus, model, both activation caches, SAEs
     assert "SAEs: " in out and "skipped" in out
     assert (quick_run / "saes" / "spade" / "sae_weights.safetensors").read_bytes() == before
     assert "| spade |" in out  # the headline table
@@ -85,3 +86,34 @@ def test_bad_run_config_is_a_clear_error():
         RunConfig(sae_kwargs={"gelu": {}})
     with pytest.raises(SpadeLensError, match="RunConfig.sae_lr_scale: unknown architectures \\['spades'\\]"):
         RunConfig(sae_lr_scale={"spades": 10.0})
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--quick", "--seed", "1"], "corpus' was made with other settings than requested (seed: recorded 0, requested 1)"),
+    (["--quick", "--grammar", "rich"], "(grammar: recorded 'english ("),
+    ([], "corpus' was made with other settings than requested (n: recorded 600, requested 100000"),
+    (["--quick", "--sae-seed", "1"], "saes' was made with other settings than requested (seed: recorded 0, requested 1)"),
+])
+def test_rerun_with_other_settings_stops_and_names_them(quick_run, capsys, options, message):
+    """Issue 11, defect 4: --grammar, --seed and a full run into a --quick folder used to be ignored (old results
+    printed, exit 0)."""
+    before = (quick_run / "report" / "metrics.json").read_bytes()
+    assert main(["run", "--no-progress", "--out", str(quick_run), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "remove" in err and err.count("\n") == 1, err
+    assert (quick_run / "report" / "metrics.json").read_bytes() == before
+
+
+def test_every_stage_records_its_provenance(quick_run):
+    from spade_lens.provenance import read_provenance
+
+    kinds = {name: read_provenance(quick_run / name)["kind"] for name in
+             ("corpus", "lm", "activations/train", "activations/validation", "saes", "report", ".")}
+    assert kinds == {"corpus": "corpus", "lm": "lm", "activations/train": "activations",
+                     "activations/validation": "activations", "saes": "saes", "report": "report", ".": "run"}
+    corpus, lm = read_provenance(quick_run / "corpus"), read_provenance(quick_run / "lm")
+    acts = read_provenance(quick_run / "activations" / "train")
+    assert lm["inputs"]["corpus"]["id"] == corpus["id"] and lm["tokenizer"] == corpus["tokenizer"]
+    assert acts["inputs"]["model"]["id"] == lm["id"] and acts["tokenizer"] == corpus["tokenizer"]
+    assert read_provenance(quick_run / "saes")["inputs"]["activations"]["id"] == acts["id"]
+    assert read_provenance(quick_run / "report")["inputs"]["activations"]["path"].endswith("validation")

@@ -97,3 +97,27 @@ def test_probe_cli_bad_arguments(tiny_setup, capsys, extra, match):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("spade-lens probe: error: ") and re.search(match, err)
+
+
+def test_probe_never_replaces_what_is_not_a_report(tiny_setup, capsys):
+    """Issue 11, defect 1: --out used to delete whatever was there (a file, a folder, the SAE being probed)."""
+    root, dirs = tiny_setup
+    base = ["probe", "--sae", dirs[0], "--activations", str(root / "cache"), "--no-progress", "--no-plots"]
+    user_file = root / "notes.txt"
+    user_file.write_text("mine")
+    user_dir = root / "thesis"
+    user_dir.mkdir(exist_ok=True)
+    (user_dir / "chapter.tex").write_text("mine")
+    sae_before = {p.name: p.read_bytes() for p in (root / "relu").iterdir()}
+    for target, message in ((user_file, "is a file"), (user_dir, "holds other files (chapter.tex)"),
+                            (root / "relu", "is the input"), (root / "cache", "is the input"),
+                            (root, "holds the input")):
+        assert main([*base, "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert user_file.read_text() == "mine" and (user_dir / "chapter.tex").read_text() == "mine"
+    assert {p.name: p.read_bytes() for p in (root / "relu").iterdir()} == sae_before
+    report = root / "old_report"
+    assert main([*base, "--out", str(report)]) == 0 and main([*base, "--out", str(report)]) == 0  # a report: replaced
+    record = json.loads((report / "provenance.json").read_text())
+    assert record["kind"] == "report" and record["inputs"]["sae relu"]["path"] == dirs[0]

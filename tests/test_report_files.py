@@ -56,7 +56,7 @@ def test_report_files_with_figures(tmp_path):
     # Rewriting replaces the folder (atomically) rather than merging into it.
     (out / "stale.txt").write_text("x")
     write_report(results, out, plots=False)
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "provenance.json", "report.md"]
 
 
 def test_report_without_matplotlib(tmp_path, monkeypatch):
@@ -66,7 +66,7 @@ def test_report_without_matplotlib(tmp_path, monkeypatch):
     results = _results()
     files = write_report(results, tmp_path / "r")
     assert files.message == PLOTS_HINT and files.figures == []
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["metrics.json", "report.md"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["metrics.json", "provenance.json", "report.md"]
     md = _check_md_json(tmp_path / "r", results)
     assert 'pip install "spade-lens[plots]"' in md
 

@@ -144,7 +144,7 @@ def test_invalid_config_in_file(tmp_path: Path) -> None:
 
 def test_save_onto_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
-    with pytest.raises(SpadeLensError, match="exists and is not a folder"):
+    with pytest.raises(SpadeLensError, match="f' is a file; expected a folder"):
         make_sae("relu").save(tmp_path / "f")
 
 
@@ -204,3 +204,44 @@ def test_we_load_folders_saelens_wrote(arch: str, apply_b_dec: bool, tmp_path: P
         z = theirs.encode(x)
         torch.testing.assert_close(ours.encode(x), z, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(ours.decode(z), theirs.decode(z), rtol=1e-4, atol=1e-5)
+
+
+def _edit(file: Path, name: str, value: float) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(file))
+    tensors[name].view(-1)[0] = value
+    save_file(tensors, str(file))
+
+
+@pytest.mark.parametrize("arch", list_architectures())
+def test_load_checks_the_saelens_weights_too(arch: str, tmp_path: Path) -> None:
+    """Issue 11, defect 5: the SAELens file used to be ignored when spade_lens_state.safetensors was there."""
+    _, _, folder = saved(arch, tmp_path)
+    weights = folder / WEIGHTS_FILENAME
+    name = next(iter(sorted(load_file_names(weights))))
+    _edit(weights, name, 1e3)
+    with pytest.raises(SpadeLensError, match=f"tensor '{name}' differs from the one {STATE_FILENAME} gives"):
+        load_sae(folder)
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(SpadeLensError, match="sae_weights.safetensors': not a valid safetensors file"):
+        load_sae(folder)
+    weights.unlink()
+    with pytest.raises(SpadeLensError, match="missing file .*sae_weights.safetensors"):
+        load_sae(folder)
+
+
+def load_file_names(file: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(file), "pt") as f:
+        return [k for k in f.keys() if k in ("W_enc", "W_dec")]
+
+
+@pytest.mark.parametrize("filename", [STATE_FILENAME, WEIGHTS_FILENAME])
+def test_non_finite_weights_are_refused(filename: str, tmp_path: Path) -> None:
+    """Issue 11, defect 6: NaN / inf weights used to load silently (the report then showed NMSE n/a)."""
+    _, _, folder = saved("spade", tmp_path)
+    _edit(folder / filename, "W_dec", float("nan"))
+    with pytest.raises(SpadeLensError, match=f"{filename}': tensor 'W_dec' holds 1 NaN/inf value"):
+        load_sae(folder)

@@ -57,7 +57,8 @@ def test_train_sae_end_to_end(cache_dir, tmp_path, capsys):
         (["--arch", "relu", "--gamma", "spade=1"], r"--gamma: received values for \['spade'\]"),
         (["--arch", "relu", "--gamma", "abc"], "--gamma: received 'abc'; expected a number"),
         (["--arch", "relu", "--k", "4"], "--k: received 4 but --arch 'relu' has no topk"),
-        (["--arch", "topk", "--k", "64"], "k must be <= d_sae"),
+        (["--arch", "topk", "--k", "64"], r"--k: received 64; expected at most --width \(32\)"),
+        (["--arch", "topk", "--width", "16"], "--k: TopK.s default k=32 is more than --width 16"),
         (["--arch", "relu", "--gamma", "-1"], "l1_coefficient must be"),
         (["--arch", "relu", "--hook", "blocks.1.hook_resid_post"], "--hook: received 'blocks.1.hook_resid_post'"),
         (["--arch", "relu", "--width", "0"], "--width: received 0; expected an integer >= 1"),
@@ -82,3 +83,27 @@ def test_missing_cache_and_existing_run(tmp_path, capsys, cache_dir):
     (tmp_path / "o" / "checkpoint.pt").write_bytes(b"")
     assert main(["train-sae", "--activations", str(cache_dir), "--out", str(tmp_path / "o")]) == 2
     assert "already holds a run (checkpoint.pt); pass --resume" in capsys.readouterr().err
+
+
+def test_tokens_trains_exactly_that_many_tokens(cache_dir, tmp_path):
+    """Issue 11: --tokens N used to train fewer than N (each pass over the cache ended in a short batch)."""
+    out = tmp_path / "run"
+    assert main(["train-sae", "--activations", str(cache_dir), "--arch", "relu", "--width", "16", "--batch-size",
+                 "100", "--tokens", "1000", "--eval-tokens", "64", "--no-progress", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 10 and summary["saes"]["relu"]["tokens"] == 1000  # the cache holds 768 rows
+
+
+def test_trained_saes_are_replaced_only_with_overwrite(cache_dir, tmp_path, capsys):
+    argv = ["train-sae", "--activations", str(cache_dir), "--arch", "relu", "--width", "16", "--batch-size", "64",
+            "--tokens", "128", "--eval-tokens", "64", "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    first = (tmp_path / "run" / "relu" / "sae_weights.safetensors").read_bytes()
+    assert main([*argv[:-2], "--seed", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "already holds trained SAEs (relu); pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "run" / "relu" / "sae_weights.safetensors").read_bytes() == first
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert (tmp_path / "run" / "relu" / "sae_weights.safetensors").read_bytes() != first
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert record["kind"] == "saes" and record["settings"]["seed"] == 1
+    assert record["inputs"]["activations"]["path"] == str(cache_dir)

@@ -1,9 +1,10 @@
 """The ``spade-lens`` command line: one subcommand per pipeline stage, plus ``run`` for all of them.
 
 Each subcommand lives in its own module of this package, exposing ``register(subparsers)`` which adds its
-parser and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
-Errors of the project's own types are printed as one line and give exit code 2; anything else is a bug and
-keeps its traceback.
+parser and sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code) and,
+optionally, ``interrupted`` (what Ctrl-C leaves behind and how to continue, printed after it).
+Errors of the project's own types are printed as one line and give exit code 2, as do operating-system errors
+(a full disk, a permission denied: the line names the file); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"spade-lens {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine, not the code: disk full, permission denied, a file vanished
+        where = f": {err.filename!r}" if err.filename else ""
+        print(f"spade-lens {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"spade-lens {args.command}: interrupted", file=sys.stderr)
+        hint = getattr(args, "interrupted", None)
+        print(f"spade-lens {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
 
 

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 import numpy as np
 
-from pcfg import NO_LABEL, POS_FULL_NAMES, build_corpus, build_subtoken_corpus, load_grammar, save_corpus
+from pcfg import (
+    BUILTIN_GRAMMARS,
+    NO_LABEL,
+    POS_FULL_NAMES,
+    Grammar,
+    build_corpus,
+    build_subtoken_corpus,
+    load_grammar,
+    save_corpus,
+)
+from pcfg.corpus import corpus_size_estimate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="built-in grammar name (english, rich) or path to a .pcfg file (default: english)")
     p.add_argument("--n", type=int, required=True, help="number of sentences")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--out", required=True, help="output folder (replaced if it holds a corpus)")
+    p.add_argument("--out", required=True,
+                   help="output folder: new, empty, or a corpus to replace (anything else is refused)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="fraction for validation (default: 0.1)")
     p.add_argument("--max-length", type=int, default=64, help="max words per sentence (default: 64)")
     p.add_argument("--tokenizer", default=None, metavar="DIR",
@@ -30,21 +43,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", choices=("first", "all"), default="first",
                    help="with --tokenizer: gold labels on each word's first sub-token only (default) or on all")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted="nothing was written (the corpus is saved only when complete)")
+
+
+def _check_disk(grammar: Grammar, args: argparse.Namespace, out: Path) -> None:
+    from spade_lens.errors import SpadeLensError
+
+    if isinstance(args.n, int) and args.n > 0 and isinstance(args.max_length, int) and args.max_length > 0:
+        _, disk = corpus_size_estimate(grammar, args.n, args.max_length)
+        where = next(p for p in (out, *out.parents) if p.exists())
+        free = shutil.disk_usage(where).free
+        if disk > free:
+            raise SpadeLensError(f"--n: {args.n} sentences need about {disk / 2**30:.3g} GiB on disk and "
+                                 f"{str(where)!r} has {free / 2**30:.3g} GiB free; expected a smaller --n")
 
 
 def run(args: argparse.Namespace) -> int:
-    grammar = load_grammar(args.grammar)
-    if args.tokenizer is None:
-        corpus = build_corpus(grammar, n=args.n, seed=args.seed, val_fraction=args.val_fraction,
-                              max_length=args.max_length, progress=not args.no_progress)
-    else:
-        from hooks.hf_model import load_tokenizer
+    from hooks.folders import writing
+    from spade_lens.errors import SpadeLensError
+    from spade_lens.provenance import check_target
 
-        corpus = build_subtoken_corpus(grammar, load_tokenizer(args.tokenizer), n=args.n, seed=args.seed,
-                                       labels=args.labels, val_fraction=args.val_fraction,
-                                       max_length=args.max_length, progress=not args.no_progress)
-    out = save_corpus(corpus, args.out)
+    grammar_file = None if args.grammar in BUILTIN_GRAMMARS else args.grammar
+    out = check_target(args.out, "corpus", inputs=[grammar_file, args.tokenizer])
+    grammar = load_grammar(args.grammar)
+    _check_disk(grammar, args, out)
+    with writing(out, what=f"--out {str(out)!r}", error=SpadeLensError):
+        if args.tokenizer is None:
+            corpus = build_corpus(grammar, n=args.n, seed=args.seed, val_fraction=args.val_fraction,
+                                  max_length=args.max_length, progress=not args.no_progress)
+        else:
+            from hooks.hf_model import load_tokenizer
+
+            corpus = build_subtoken_corpus(grammar, load_tokenizer(args.tokenizer), n=args.n, seed=args.seed,
+                                           labels=args.labels, val_fraction=args.val_fraction,
+                                           max_length=args.max_length, progress=not args.no_progress)
+        out = save_corpus(corpus, out)
     meta = corpus.metadata
     print(f"corpus of grammar {grammar.name!r}: {meta['n']} sentences (train {meta['splits']['train']}, "
           f"validation {meta['splits']['validation']}), seed {meta['seed']}, vocab {meta['vocab_size']} -> {out}")
@@ -64,4 +97,8 @@ def run(args: argparse.Namespace) -> int:
         for name, count in zip(names, counts, strict=True):
             full = f" ({POS_FULL_NAMES[name]})" if col == "pos" and name in POS_FULL_NAMES else ""
             print(f"  {name + full:<24} {count:>9}  {100 * count / total:5.1f}%")
+    for split, rows in meta["splits"].items():
+        if rows == 0:
+            print(f"note: the {split} split is empty (--n {args.n}, --val-fraction {args.val_fraction}); harvesting "
+                  f"it is refused, and `spade-lens run` probes held-out sentences from a validation split")
     return 0

@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--corpus (`spade-lens corpus`) and write the activations at each --hook, with every token's "
         "labels (pos, phrase, depth, token id, position, sequence index), as safetensors shards plus "
         "manifest.json in --out. --model may also be a Hugging Face BERT or GPT-2 folder. The tokenizer's special "
-        "tokens (BOS, EOS, [CLS], [SEP]) and padding are left out. Run the same command again to resume an "
-        "interrupted harvest; a finished one is reused.",
+        "tokens (BOS, EOS, [CLS], [SEP]) and padding are left out. The corpus must use the model's tokenizer. Run "
+        "the same command again to resume an interrupted harvest; a finished one is reused when it was made from "
+        "the same model, corpus split and settings (otherwise it is refused; --overwrite replaces it).",
     )
     p.add_argument("--model", required=True,
                    help="model folder: from `spade-lens train-lm`, or a Hugging Face BERT/GPT-2 folder (config.json, "
@@ -39,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the residual stream after N blocks (0: embeddings), named right for the model: on a BERT "
                    "encoder (post-LayerNorm) blocks.{N-1}.hook_normalized_resid_post; repeat for several")
     p.add_argument("--out", required=True, help="cache folder to write (or resume)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a cache in --out made from another model, corpus, split or settings")
     p.add_argument("--split", default="train", help="corpus split (default: train)")
     p.add_argument("--max-tokens", type=int, default=None, help="stop after N tokens (default: whole split)")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass (default: 64)")
@@ -47,28 +50,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stored dtype (default: the model's)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted="the shards written so far are kept: run the same command again to "
+                   "resume the harvest")
 
 
 def run(args: argparse.Namespace) -> int:
     from hooks import harvest, load_hf_model, residual_hook
     from hooks.hf_model import is_hf_model_dir
     from pcfg import load_corpus
+    from spade_lens.devices import check_device
     from spade_lens.errors import SpadeLensError
     from spade_lens.lm import load_lm
+    from spade_lens.lm.io import load_lm_grammar
+    from spade_lens.provenance import check_target, folder_input
 
+    check_device(args.device, "--device")
     if not args.hook and not args.layer:
         raise SpadeLensError("--hook / --layer: received neither; expected at least one hook name or layer")
-    model = load_hf_model(args.model, device=args.device) if is_hf_model_dir(args.model) \
-        else load_lm(args.model, device=args.device)
-    hooks = [*(args.hook or []), *(residual_hook(model, n) for n in args.layer or [])]
+    out = check_target(args.out, "activations", inputs=[args.model, args.corpus])
     corpus = load_corpus(args.corpus)
     if args.split not in corpus.dataset:
         raise SpadeLensError(f"--split: the corpus has no split {args.split!r}; splits: {sorted(corpus.dataset)}")
-    cache = harvest(model, corpus.dataset[args.split], hooks, args.out, max_tokens=args.max_tokens,
+    if corpus.dataset[args.split].num_rows == 0:
+        raise SpadeLensError(f"--split: split {args.split!r} of {args.corpus!r} has no sentences (the corpus was "
+                             "made with --val-fraction 0 or a tiny --n); expected a split with sentences")
+    hf = is_hf_model_dir(args.model)
+    model = load_hf_model(args.model, device=args.device) if hf else load_lm(args.model, device=args.device)
+    hooks = [*(args.hook or []), *(residual_hook(model, n) for n in args.layer or [])]
+    cache = harvest(model, corpus.dataset[args.split], hooks, out, max_tokens=args.max_tokens,
                     shard_tokens=args.shard_tokens, batch_size=args.batch_size,
-                    dtype=_DTYPES[args.dtype] if args.dtype else None, progress=not args.no_progress)
+                    dtype=_DTYPES[args.dtype] if args.dtype else None, progress=not args.no_progress,
+                    source_tokenizer=corpus.tokenizer_identity, overwrite=args.overwrite,
+                    inputs={"lm": folder_input(args.model, "hf_model" if hf else "lm"),
+                            "corpus": folder_input(args.corpus, "corpus")})
     dims = ", ".join(f"{h} (d={d})" for h, d in cache.dims.items())
-    print(f"harvested {cache.n_tokens} tokens of split {args.split!r} in {len(cache.shard_rows)} shards: {dims}")
+    stored = (cache.metadata.get("source") or {}).get("split") or args.split
+    print(f"harvested {cache.n_tokens} tokens of split {stored!r} in {len(cache.shard_rows)} shards: {dims}")
     print(f"labels: {', '.join(cache.label_columns)} (+ token_id, position, seq_index) -> {cache.path}")
+    if not hf and load_lm_grammar(args.model).text != corpus.grammar.text:
+        print(f"note: the corpus' grammar {corpus.grammar.name!r} is not the one the model was trained on (same "
+              "vocabulary); its activations are the model's response to other sentence structures")
     return 0

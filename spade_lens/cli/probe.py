@@ -26,11 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "paper counts nouns); repeat for several groups")
     p.add_argument("--max-tokens", type=int, default=None, help="probe at most this many tokens (default: all)")
     p.add_argument("--batch-size", type=int, default=4096, help="tokens per batch (default: 4096)")
-    p.add_argument("--out", required=True, metavar="DIR", help="report folder (replaced if it exists)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="report folder: new, empty, or a report to replace (anything else, and the input folders, "
+                   "are refused)")
     p.add_argument("--device", default=None, help="torch device for the SAEs (default: cpu)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted="nothing was written (the report is saved only when complete)")
 
 
 def _unique_names(dirs: list[str]) -> list[str]:
@@ -45,10 +47,23 @@ def _unique_names(dirs: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hooks.folders import writing
+    from spade_lens.devices import check_device
+    from spade_lens.errors import SpadeLensError
+    from spade_lens.provenance import check_target
+
+    check_device(args.device, "--device")
+    out = check_target(args.out, "report", inputs=[*args.sae, args.activations])
+    with writing(out, what=f"--out {str(out)!r}", error=SpadeLensError):
+        return _probe(args, out)
+
+
+def _probe(args: argparse.Namespace, out: Path) -> int:
     from hooks import ActivationCache
     from spade_lens.errors import SpadeLensError
     from spade_lens.probe import probe_saes
     from spade_lens.probe.groups import parse_group
+    from spade_lens.provenance import folder_input, weights_identity
     from spade_lens.report import headline_table, write_report
     from spade_lens.saes import load_sae
 
@@ -85,8 +100,11 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         ))
     results = {name: results[name] for name in saes}
-    files = write_report(results, args.out, label=args.label, plots=not args.no_plots,
-                         title=f"spade-lens concept probe ({args.label})")
+    inputs = {"activations": folder_input(args.activations, "activations"),
+              **{f"sae {name}": {"kind": "sae", "id": weights_identity(sae), "path": d}
+                 for (name, sae), d in zip(saes.items(), args.sae, strict=True)}}
+    files = write_report(results, out, label=args.label, plots=not args.no_plots,
+                         title=f"spade-lens concept probe ({args.label})", inputs=inputs)
     first = next(iter(results.values()))
     print(f"probed {len(results)} SAE(s) on {first.n_tokens} tokens ({first.n_labelled} labelled, "
           f"label {args.label!r}); best-latent F1 per concept:")

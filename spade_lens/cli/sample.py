@@ -23,9 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spade_lens.devices import check_device
     from spade_lens.lm import judge_lm, load_lm, load_lm_grammar
     from spade_lens.lm.sample import tag_sentence
 
+    check_device(args.device, "--device")
     model = load_lm(args.model, device=args.device)
     grammar = load_lm_grammar(args.model)
     verdict = judge_lm(model, grammar, n=args.n, seed=args.seed, temperature=args.temperature)

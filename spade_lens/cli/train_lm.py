@@ -46,22 +46,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", required=True, help="corpus folder (from `spade-lens corpus`)")
     p.add_argument("--out", required=True, help="model folder to write")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train afresh over the model or checkpoint in OUT (without it, and without --resume, "
+                   "an existing one is refused)")
     p.add_argument("--judge", type=int, default=1000, metavar="N",
                    help="judge N samples at the end (default: 1000; 0: skip)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_options(p.add_argument_group("model (LMConfig)"), LMConfig, "lm_")
     _add_config_options(p.add_argument_group("training (LMTrainConfig)"), LMTrainConfig, "train_")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted="the checkpoint of the last finished step is kept in OUT/checkpoint: run "
+                   "the same command with --resume to continue")
 
 
 def run(args: argparse.Namespace) -> int:
+    from hooks.folders import writing
+    from spade_lens.devices import check_device
+    from spade_lens.errors import SpadeLensError
     from spade_lens.lm import judge_lm, load_lm_grammar, train_lm
+    from spade_lens.provenance import check_target
 
+    if args.resume and args.overwrite:
+        raise SpadeLensError("--resume and --overwrite: expected at most one (continue the checkpoint, or start "
+                             "afresh)")
+    check_device(args.device, "--device")
     lm_cfg = LMConfig(**_overrides(args, "lm_"))
     train_cfg = LMTrainConfig(**_overrides(args, "train_"))
-    model = train_lm(args.corpus, lm_cfg, train_cfg, args.out, progress=not args.no_progress,
-                     resume=args.resume, device=args.device)
+    out = check_target(args.out, "lm", inputs=[args.corpus])
+    with writing(out, what=f"--out {str(out)!r}", error=SpadeLensError):
+        model = train_lm(args.corpus, lm_cfg, train_cfg, out, progress=not args.no_progress,
+                         resume=args.resume, device=args.device, overwrite=args.overwrite)
     n_params = sum(p.numel() for p in model.parameters())
     c = model.cfg
     print(f"trained {c.n_layers} layers, d_model {c.d_model}, n_ctx {c.n_ctx}, d_vocab {c.d_vocab} "

@@ -9,9 +9,12 @@ tokens, final loss, training tokens/s), also printed as a table.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import Tensor
 
 # The config field that ``--gamma`` sets, per architecture (TopK has no sparsity coefficient: it uses ``--k``).
 SPARSITY_FIELD = {"relu": "l1_coefficient", "jumprelu": "l0_coefficient", "spade": "kds_coefficient"}
@@ -29,12 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="relu,topk,jumprelu,spade",
                    help="comma-separated architectures (default: relu,topk,jumprelu,spade)")
     p.add_argument("--width", type=int, default=256, help="latents per SAE, d_sae (default: 256)")
-    p.add_argument("--k", type=int, default=None, help="TopK's active latents per token (default: its own, 32)")
+    p.add_argument("--k", type=int, default=None,
+                   help="TopK's active latents per token (default: TopKConfig's 32; `spade-lens run` uses 16)")
     p.add_argument("--gamma", default=None, metavar="VALUE|ARCH=VALUE,...",
                    help="sparsity coefficient: relu l1_coefficient, jumprelu l0_coefficient, spade "
                    "kds_coefficient; one value for all, or per architecture, e.g. relu=1,spade=0.01")
     p.add_argument("--hook", default=None, help="hook to read (default: the cache's only hook)")
-    p.add_argument("--tokens", type=int, default=None, help="training tokens (default: one pass over the cache)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="training tokens, exactly (batches run on across passes over the cache; the last one is cut "
+                   "to fit; default: one pass over the cache)")
     p.add_argument("--batch-size", type=int, default=4096, help="tokens per batch (default: 4096)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak Adam learning rate (default: 1e-3)")
     p.add_argument("--final-lr", type=float, default=None, help="learning rate at the end (default: lr / 100)")
@@ -46,11 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="tokens (first of the cache, harvest order) for the final metrics (default: 65536)")
     p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (default: 0, off)")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train afresh over the SAEs or checkpoint in OUT (without it, and without --resume, they "
+                   "are refused)")
     p.add_argument("--device", default=None, help="torch device for the SAEs (default: cpu)")
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (if installed)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted="the checkpoint of the last finished step is kept in OUT/checkpoint.pt: "
+                   "run the same command with --resume to continue")
 
 
 def _parse_gamma(text: str | None, archs: list[str]) -> dict[str, float]:
@@ -74,6 +84,30 @@ def _parse_gamma(text: str | None, archs: list[str]) -> dict[str, float]:
             "(those in --arch that have a sparsity coefficient)"
         )
     return gamma
+
+
+def exact_batches(make: Callable[[], Iterable[Any]], batch_size: int, n_tokens: int) -> Iterator[Tensor]:
+    """Batches of exactly ``batch_size`` rows (the last cut so the total is ``n_tokens``), running on across
+    passes of ``make()`` (one pass: one shuffled epoch, whose last batch may be short)."""
+    sent, held, have = 0, [], 0
+    while sent < n_tokens:
+        empty = True
+        for batch in make():
+            empty = False
+            acts = batch.acts if hasattr(batch, "acts") else batch
+            held.append(acts)
+            have += acts.shape[0]
+            while have and (have >= batch_size or sent + have >= n_tokens):
+                joined = torch.cat(held) if len(held) > 1 else held[0]
+                take = min(batch_size, n_tokens - sent)
+                yield joined[:take]
+                sent += take
+                rest = joined[take:]
+                held, have = ([rest] if rest.shape[0] else []), rest.shape[0]
+                if sent >= n_tokens:
+                    return
+        if empty:
+            return
 
 
 def _limit(batches: Iterator[Any], n_tokens: int) -> Iterator[Any]:
@@ -100,17 +134,55 @@ def _check_args(args: argparse.Namespace) -> None:
         raise SpadeLensError(f"--tokens: received {args.tokens}; expected a positive integer")
     if args.k is not None and args.k < 1:
         raise SpadeLensError(f"--k: received {args.k}; expected a positive integer")
+    if args.resume and args.overwrite:
+        raise SpadeLensError("--resume and --overwrite: expected at most one (continue the checkpoint, or start "
+                             "afresh)")
+
+
+def _check_fresh(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to train over a checkpoint or finished SAEs without --resume or --overwrite; --overwrite clears
+    what this command wrote there before."""
+    from spade_lens.errors import SpadeLensError
+    from spade_lens.saes.io import CFG_FILENAME
+    from spade_lens.training.checkpoint import checkpoint_path
+
+    if resume:
+        return
+    trained = sorted(p.name for p in out.iterdir() if (p / CFG_FILENAME).is_file()) if out.is_dir() else []
+    if not overwrite:
+        if checkpoint_path(out).exists():
+            raise SpadeLensError(f"--out: {str(out)!r} already holds a run (checkpoint.pt); pass --resume to continue "
+                                 "it, --overwrite to train afresh, or choose another folder")
+        if trained:
+            raise SpadeLensError(f"--out: {str(out)!r} already holds trained SAEs ({', '.join(trained)}); pass "
+                                 "--overwrite to replace them, or choose another folder")
+        return
+    checkpoint_path(out).unlink(missing_ok=True)
+    for name in ("log.jsonl", "summary.json", "provenance.json"):
+        (out / name).unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    from hooks.folders import writing
+    from spade_lens.devices import check_device
+    from spade_lens.errors import SpadeLensError
+    from spade_lens.provenance import check_target
+
+    _check_args(args)
+    check_device(args.device, "--device")
+    out = check_target(args.out, "saes", inputs=[args.activations])
+    with writing(out, what=f"--out {str(out)!r}", error=SpadeLensError):
+        return _train(args, out)
+
+
+def _train(args: argparse.Namespace, out: Path) -> int:
     from hooks import ActivationCache
     from hooks.cache import write_json_atomic
     from spade_lens.errors import SpadeLensError
+    from spade_lens.provenance import folder_input
     from spade_lens.saes import create_sae, list_architectures
     from spade_lens.training import SAETrainConfig, train_saes
-    from spade_lens.training.checkpoint import checkpoint_path
 
-    _check_args(args)
     archs = [a.strip() for a in args.arch.split(",") if a.strip()]
     unknown = [a for a in archs if a not in list_architectures()]
     if not archs or unknown or len(set(archs)) != len(archs):
@@ -120,13 +192,13 @@ def run(args: argparse.Namespace) -> int:
     gamma = _parse_gamma(args.gamma, archs)
     if args.k is not None and "topk" not in archs:
         raise SpadeLensError(f"--k: received {args.k} but --arch {args.arch!r} has no topk")
-    out = Path(args.out)
-    if checkpoint_path(out).exists() and not args.resume:
-        raise SpadeLensError(
-            f"--out: {str(out)!r} already holds a run (checkpoint.pt); pass --resume to continue it or choose "
-            "another folder"
-        )
+    if "topk" in archs and args.k is None and args.width < 32:
+        raise SpadeLensError(f"--k: TopK's default k=32 is more than --width {args.width}; pass --k (at most "
+                             f"{args.width}) or a wider --width")
+    if args.k is not None and args.k > args.width:
+        raise SpadeLensError(f"--k: received {args.k}; expected at most --width ({args.width})")
     cache = ActivationCache(args.activations)
+    _check_fresh(out, args.resume, args.overwrite)
     hook = args.hook
     if hook is None:
         if len(cache.hook_names) != 1:
@@ -150,14 +222,18 @@ def run(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps, sparsity_warmup_steps=args.sparsity_warmup_steps,
         checkpoint_every=args.checkpoint_every, wandb=args.wandb,
     )
+    total = cfg.total_tokens
     metrics = train_saes(
         saes,
-        lambda: cache.batches(hook, args.batch_size, shuffle=True, seed=args.seed),
+        lambda: exact_batches(lambda: cache.batches(hook, args.batch_size, shuffle=True, seed=args.seed),
+                              args.batch_size, total),
         cfg,
         out_dir=out,
         eval_batches=lambda: _limit(cache.batches(hook, args.batch_size, shuffle=False), args.eval_tokens),
         progress=not args.no_progress,
         resume=args.resume,
+        inputs={"activations": folder_input(args.activations, "activations")},
+        settings={"seed": args.seed, "hook": hook},
     )
     summary = {
         "activations": str(args.activations), "hook": hook, "d_in": d_in, "width": args.width,

@@ -4,6 +4,7 @@
     model.safetensors  the HookedTransformer's parameters (TransformerLens names)
     tokenizer.json     the pcfg word-level tokenizer (its size must equal d_vocab)
     grammar.pcfg       the grammar the model was trained on, so the folder alone can be sampled and judged
+    provenance.json    kind ``lm``: weights fingerprint, tokenizer identity, the corpus and settings it came from
 
 A ``checkpoint/`` folder left there by training is kept when the model is saved over it.
 """
@@ -20,6 +21,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer
 
+from hooks.folders import user_entries
+from hooks.identity import model_identity
 from spade_lens._atomic import atomic_dir
 from spade_lens.errors import SpadeLensError
 from spade_lens.lm.checkpoint import CHECKPOINT_DIR
@@ -50,10 +53,14 @@ def lm_config_of(model: HookedTransformer) -> LMConfig:
 def check_model_dir(out_dir: str | os.PathLike) -> Path:
     """``out_dir`` if a model may be written there: absent, empty, a model folder, or holding only a training
     checkpoint. Anything else raises, so a mistyped ``--out`` never replaces an unrelated folder."""
+    from spade_lens.provenance import read_provenance
+
     out = Path(out_dir)
     if out.exists():
-        entries = {p.name for p in out.iterdir()} if out.is_dir() else None
-        if entries is None or not (CONFIG_FILE in entries or entries <= {CHECKPOINT_DIR}):
+        entries = set(user_entries(out)) if out.is_dir() else None
+        record = read_provenance(out) if entries else None
+        if entries is None or (record is not None and record["kind"] != "lm") or not (
+                CONFIG_FILE in entries or entries <= {CHECKPOINT_DIR}):
             raise SpadeLensError(
                 f"out_dir {str(out)!r} exists and is not a model folder; expected a new or empty folder, or a "
                 f"model folder to replace (one with {CONFIG_FILE})"
@@ -61,15 +68,19 @@ def check_model_dir(out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def save_lm(model: HookedTransformer, out_dir: str | os.PathLike, *, grammar: Any, tokenizer: Any = None) -> None:
+def save_lm(model: HookedTransformer, out_dir: str | os.PathLike, *, grammar: Any, tokenizer: Any = None,
+            inputs: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> None:
     """Write ``model`` to the folder ``out_dir`` (replaced atomically; see the module docstring).
 
     Args:
         grammar: the :class:`pcfg.Grammar` of the training corpus.
         tokenizer: its :class:`pcfg.Tokenizer` (default: ``Tokenizer.from_grammar(grammar)``, which is how
             corpora build theirs). Its size must equal the model's ``d_vocab``.
+        inputs, settings: recorded in ``provenance.json`` (``train_lm`` records the corpus and both configs;
+            the model config is always recorded).
     """
     from pcfg import Tokenizer
+    from spade_lens.provenance import json_identity, provenance_record, tokenizer_identity, write_provenance
 
     check_model_dir(out_dir)
     cfg = lm_config_of(model)
@@ -86,6 +97,11 @@ def save_lm(model: HookedTransformer, out_dir: str | os.PathLike, *, grammar: An
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": _FORMAT})
         tokenizer.save(tmp / TOKENIZER_FILE)
         (tmp / GRAMMAR_FILE).write_text(grammar.text, encoding="utf-8")
+        write_provenance(tmp, provenance_record(
+            "lm", id=model_identity(model)["weights_hash"], tokenizer=tokenizer_identity(tokenizer),
+            inputs={"grammar": {"kind": "grammar", "id": json_identity(grammar.text), "name": grammar.name},
+                    **(inputs or {})},
+            settings={"lm_config": cfg.to_dict(), **(settings or {})}))
 
 
 def _require(folder: Path, name: str) -> Path:
@@ -147,8 +163,12 @@ def load_lm(model_dir: str | os.PathLike, *, device: str | torch.device = "cpu")
                              f"d_vocab={cfg.d_vocab}; expected the tokenizer the model was trained with")
     try:
         tensors = load_file(str(weights_path))
-    except (SafetensorError, OSError) as err:
+    except (SafetensorError, OSError, RuntimeError) as err:
         raise SpadeLensError(f"{weights_path}: not a safetensors file ({err})") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise SpadeLensError(f"{weights_path}: tensor {name!r} holds {int((~torch.isfinite(tensor)).sum())} "
+                                 "NaN/inf value(s); expected finite weights (training diverged or the file was damaged)")
     model = build_model(cfg, tokenizer, device=device)
     load_parameters(model, tensors, source=str(weights_path))
     return model.eval()

@@ -50,6 +50,12 @@ def hf_tokenizer(tokenizer: Any) -> Any:
     return tokenizer.to_hf()
 
 
+def parameter_count(cfg: LMConfig) -> int:
+    """Parameters of the model :func:`build_model` makes for a resolved ``cfg`` (biases left out)."""
+    attn = 4 * cfg.n_heads * cfg.d_head * cfg.d_model
+    return 2 * cfg.d_vocab * cfg.d_model + cfg.n_ctx * cfg.d_model + cfg.n_layers * (attn + 2 * cfg.d_model * cfg.d_mlp)
+
+
 def build_model(
     cfg: LMConfig, tokenizer: Any = None, *, device: str | torch.device = "cpu"
 ) -> HookedTransformer:
@@ -62,6 +68,11 @@ def build_model(
         device: where the model lives. Weights are always drawn on the CPU first, so a seed gives the same
             model on every device; the global random state is left untouched.
     """
+    from spade_lens.devices import check_device, check_fits
+
+    check_device(device)
+    if cfg.n_ctx is not None and cfg.d_vocab is not None:  # float32 weights, drawn on the CPU first
+        check_fits(f"LMConfig: a model of {parameter_count(cfg):,} parameters", 4 * parameter_count(cfg))
     htcfg = hooked_config(cfg, device="cpu")
     hf = hf_tokenizer(tokenizer)
     if hf is not None and len(hf) != cfg.d_vocab:

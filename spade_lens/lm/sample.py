@@ -150,6 +150,10 @@ def judge_lm(
         raise SpadeLensError(f"n: expected a positive integer, got {n!r}")
     if isinstance(n_loss, bool) or not isinstance(n_loss, int) or n_loss <= 0:
         raise SpadeLensError(f"n_loss: expected a positive integer, got {n_loss!r}")
+    from spade_lens.devices import check_fits
+
+    # the samples' ids and their words, kept for the verdict (about 24 bytes per position plus a list each)
+    check_fits(f"n: {n:,} samples", n * (24 * int(model.cfg.n_ctx) + 200))
     tok = _check_tokenizer(model)
     raw = sample_ids(model, n, seed, temperature=temperature)
     special = set(tok.all_special_ids)

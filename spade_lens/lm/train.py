@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -24,11 +25,12 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from spade_lens._determinism import deterministic_on_cpu
+from spade_lens.devices import check_device, check_fits
 from spade_lens.errors import SpadeLensError
 from spade_lens.lm.checkpoint import CHECKPOINT_DIR, STATE_FILE, load_checkpoint, save_checkpoint
 from spade_lens.lm.config import RESULT_FIELDS, LMConfig, LMTrainConfig, resolve_config
 from spade_lens.lm.data import BatchOrder, TokenData, evaluate_loss, lm_loss, lm_targets, pad_sequences, take
-from spade_lens.lm.model import build_model, load_parameters
+from spade_lens.lm.model import build_model, load_parameters, parameter_count
 from spade_lens.lm.optim import make_optimizer, make_scheduler
 
 logger = logging.getLogger(__name__)
@@ -194,6 +196,7 @@ def train_lm(
     resume: bool = False,
     device: str | torch.device = "cpu",
     callback: Callback | None = None,
+    overwrite: bool = False,
 ) -> HookedTransformer:
     """Train a model on ``corpus`` and save it to ``out_dir``; returns it (eval mode, tokenizer attached).
 
@@ -206,12 +209,18 @@ def train_lm(
         resume: continue from ``out_dir/checkpoint`` if it exists (same configs required), else start afresh.
         device: where to train; the result is bit-reproducible on CPU.
         callback: ``callback(steps_done, model)`` after every step (e.g. to judge samples as training goes).
+        overwrite: replace the model or checkpoint already in ``out_dir`` with a new one trained from scratch.
+            Without it (and without ``resume``) an existing model or checkpoint there raises, so an interrupted
+            or finished training is never discarded by mistake.
     """
     from pcfg import Corpus, PCFGError, Tokenizer, load_corpus
-    from spade_lens.lm.io import check_model_dir, save_lm
+    from spade_lens.lm.io import CONFIG_FILE, check_model_dir, save_lm
 
+    check_device(device)
+    corpus_path = None if isinstance(corpus, Corpus) else corpus
     if out_dir is not None:
         check_model_dir(out_dir)
+        _check_fresh(Path(out_dir), resume, overwrite, CONFIG_FILE)
     if not isinstance(corpus, Corpus):
         if not isinstance(corpus, (str, os.PathLike)):
             raise SpadeLensError(f"corpus: expected a pcfg.Corpus or the path of a saved corpus, got "
@@ -230,8 +239,12 @@ def train_lm(
     val_seqs = _corpus_tokens(corpus.dataset["validation"])
     if not train_seqs:
         raise SpadeLensError("corpus: its train split is empty; expected at least one sentence")
+    if overwrite and out_dir is not None:
+        shutil.rmtree(Path(out_dir) / CHECKPOINT_DIR, ignore_errors=True)
     longest = max(len(s) for s in train_seqs + val_seqs)
     lm_cfg = resolve_config(lm_cfg, longest_sequence=longest, vocab_size=len(corpus.tokenizer))
+    n_params = parameter_count(lm_cfg)  # weights, gradients and AdamW's two moments, float32
+    check_fits(f"LMConfig: training a model of {n_params:,} parameters", 16 * n_params, device)
     model = build_model(lm_cfg, corpus.tokenizer, device=device)
     pad = corpus.tokenizer.pad_id
     fit(model, pad_sequences(train_seqs, pad), pad_sequences(val_seqs[: train_cfg.eval_sequences], pad)
@@ -239,5 +252,22 @@ def train_lm(
         checkpoint_dir=None if out_dir is None else Path(out_dir) / CHECKPOINT_DIR, resume=resume,
         progress=progress, callback=callback, lm_config=lm_cfg)
     if out_dir is not None:
-        save_lm(model, out_dir, grammar=corpus.grammar, tokenizer=corpus.tokenizer)
+        corpus_input = {"kind": "corpus", "id": corpus.identity,
+                        "path": None if corpus_path is None else str(corpus_path)}
+        save_lm(model, out_dir, grammar=corpus.grammar, tokenizer=corpus.tokenizer, inputs={"corpus": corpus_input},
+                settings={"train_config": train_cfg.to_dict()})
     return model
+
+
+def _check_fresh(out: Path, resume: bool, overwrite: bool, config_file: str) -> None:
+    """SpadeLensError when ``out`` holds a checkpoint or a model and neither resume nor overwrite was asked."""
+    if resume or overwrite:
+        return
+    if (out / config_file).is_file():
+        raise SpadeLensError(f"out_dir: {str(out)!r} holds a trained model; pass overwrite=True (--overwrite) to "
+                             "replace it, or choose another folder")
+    if (out / CHECKPOINT_DIR / STATE_FILE).is_file():
+        step = load_checkpoint(out / CHECKPOINT_DIR).get("step", "?")
+        raise SpadeLensError(f"out_dir: {str(out)!r} holds the checkpoint of an interrupted training (step {step}); "
+                             "pass resume=True (--resume) to continue it, overwrite=True (--overwrite) to train "
+                             "afresh, or choose another folder")

@@ -10,6 +10,7 @@ from pathlib import Path
 from spade_lens._atomic import atomic_dir
 from spade_lens.errors import SpadeLensError
 from spade_lens.probe import ProbeResult
+from spade_lens.provenance import check_target, json_identity, provenance_record, write_provenance
 from spade_lens.report.markdown import render_markdown
 from spade_lens.report.metrics_json import metrics_json
 
@@ -40,11 +41,13 @@ def write_report(
     title: str = "spade-lens concept probe",
     label: str | None = None,
     plots: bool = True,
+    inputs: Mapping[str, object] | None = None,
 ) -> ReportFiles:
     """Write ``report.md``, ``metrics.json`` and (with matplotlib) PNG figures into ``out_dir``.
 
     The folder is written atomically: everything goes to a temporary folder beside ``out_dir`` which then
-    replaces it (an existing ``out_dir`` is renamed away first, then removed).
+    replaces it (an existing ``out_dir`` is renamed away first, then removed). ``out_dir`` must be new, empty
+    or a report folder: a file or any other folder is refused, so a mistyped path never deletes anything.
 
     Args:
         results: ``{sae name: ProbeResult}`` (from :func:`spade_lens.probe.probe_saes`), shown in this order.
@@ -52,13 +55,14 @@ def write_report(
         title: first heading of report.md.
         label: the label column probed, mentioned in report.md.
         plots: write the PNG figures (needs matplotlib; without it a line in report.md says how to get them).
+        inputs: recorded in ``provenance.json`` (kind ``report``), e.g. the SAE and activation folders probed.
     """
     if not results:
         raise SpadeLensError("results: received an empty mapping; expected at least one ProbeResult")
     for name, res in results.items():
         if not isinstance(res, ProbeResult):
             raise SpadeLensError(f"results[{name!r}]: received a {type(res).__name__}; expected a ProbeResult")
-    out = Path(out_dir)
+    out = check_target(out_dir, "report", arg="out_dir")
     figures: list[str] = []
     message = None
     with atomic_dir(out) as tmp:
@@ -72,4 +76,7 @@ def write_report(
         (tmp / "metrics.json").write_text(metrics_json(results), encoding="utf-8")
         md = render_markdown(results, title=title, label=label, figures=figures, plots_note=message)
         (tmp / "report.md").write_text(md, encoding="utf-8")
+        write_provenance(tmp, provenance_record(
+            "report", id=json_identity((tmp / "metrics.json").read_text(encoding="utf-8")), inputs=inputs,
+            settings={"title": title, "label": label, "plots": plots, "saes": list(results)}))
     return ReportFiles(out, out / "report.md", out / "metrics.json", [out / f for f in figures], message)

@@ -12,7 +12,10 @@ A folder holds
   bit-identical (checkpoints and resume rely on it). SAELens ignores this file. Folders without it
   (written by SAELens itself) are loaded from ``sae_weights.safetensors`` with mean 0, scale 1.
 
-Every write is atomic: the folder is written beside the target and renamed into place.
+Loading reads both files and checks that they agree (the SAELens weights are what our state folds to, within
+float rounding), so a missing, truncated or edited ``sae_weights.safetensors`` is reported, not ignored; every
+tensor must be finite. Every write is atomic: the folder is written beside the target and renamed into place;
+an existing folder is replaced only when it is an SAE folder (or empty).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from torch import Tensor
 
 from spade_lens._atomic import atomic_dir
 from spade_lens.errors import SpadeLensError
+from spade_lens.provenance import check_target
 from spade_lens.saes.base import SAE
 from spade_lens.saes.registry import get_sae_class, list_architectures
 
@@ -94,9 +98,7 @@ def saelens_cfg(sae: SAE, extra: dict[str, Any] | None = None) -> dict[str, Any]
 
 def save_sae(sae: SAE, path: str | Path) -> Path:
     """Write ``sae`` into folder ``path`` (replaced atomically if it exists). Returns the folder."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise SpadeLensError(f"path {str(path)!r} exists and is not a folder; expected a folder to write the SAE to")
+    path = check_target(path, "sae", arg="path")
     with atomic_dir(path) as tmp:
         extra, weights = sae.saelens_state()
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS_FILENAME))
@@ -126,6 +128,29 @@ def _read_cfg(file: Path) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise SpadeLensError(f"{str(file)!r} must hold a JSON object, got {type(cfg).__name__}")
     return cfg
+
+
+def _check_finite(file: Path, state: dict[str, Tensor]) -> None:
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise SpadeLensError(f"{str(file)!r}: tensor {name!r} holds {bad} NaN/inf value(s) of {tensor.numel()}; "
+                                 "expected finite weights (the SAE diverged or the file was damaged)")
+
+
+def _check_agree(weights_file: Path, stored: dict[str, Tensor], folded: dict[str, Tensor]) -> None:
+    """SpadeLensError unless the SAELens weights on disk are those our exact state folds to (float rounding)."""
+    for name, want in folded.items():
+        got = stored[name].to(torch.float64)
+        want = want.detach().to(torch.float64).cpu()
+        tol = 1e-4 * max(1.0, float(want.abs().max()) if want.numel() else 1.0)
+        if not torch.allclose(got, want, rtol=1e-4, atol=tol):
+            diff = float((got - want).abs().max())
+            raise SpadeLensError(
+                f"{str(weights_file)!r}: tensor {name!r} differs from the one {STATE_FILENAME} gives (by up to "
+                f"{diff:.3g}); the folder was changed after it was saved. Expected the two files of one save: save "
+                f"the SAE again, or delete {STATE_FILENAME} to load the SAELens weights alone"
+            )
 
 
 def _check_state(file: Path, state: dict[str, Tensor], expected: dict[str, Tensor]) -> None:
@@ -186,15 +211,19 @@ def load_sae(
         raise SpadeLensError(f"{str(cfg_file)!r}: invalid config: {err}") from None
     sae = sae_class(cfg, dtype=file_dtype)
     state_file = path / STATE_FILENAME
+    weights_file = path / WEIGHTS_FILENAME
     if cfg_fields is not None and state_file.is_file():
         state = _read_tensors(state_file)
         _check_state(state_file, state, sae.state_dict())
+        _check_finite(state_file, state)
         sae.load_state_dict(state)
+    weights = _read_tensors(weights_file)
+    _check_state(weights_file, weights, sae.saelens_state()[1])
+    _check_finite(weights_file, weights)
+    if cfg_fields is not None and state_file.is_file():
+        _check_agree(weights_file, weights, sae.saelens_state()[1])
     else:
-        weights_file = path / WEIGHTS_FILENAME
-        state = _read_tensors(weights_file)
-        _check_state(weights_file, state, sae.saelens_state()[1])
-        sae.load_saelens_state(sae.adapt_saelens_state(raw, state))
+        sae.load_saelens_state(sae.adapt_saelens_state(raw, weights))
     if dtype is not None:
         sae.to(dtype=dtype)
     if device is not None:

@@ -80,5 +80,10 @@ def create_sae(
             f"unknown argument(s) {', '.join(unknown)} for architecture {architecture!r}; "
             f"it accepts: {', '.join(own) or '(none)'}"
         )
+    from spade_lens.devices import check_device, check_fits
+
+    check_device(device)
     cfg = cfg_class(d_in=d_in, d_sae=d_sae, hook_name=hook_name, model_name=model_name, **arch_kwargs)
+    # W_enc and W_dec (or the prototypes), trained with Adam: weights, gradients and two moments
+    check_fits(f"d_sae: an SAE of d_in {d_in} and d_sae {d_sae}", 8 * d_in * d_sae * dtype.itemsize, device)
     return sae_class(cfg, seed=seed, device=device, dtype=dtype)

@@ -280,7 +280,9 @@ def run_sweep(
     evaluation tokens (``full``) and on a balanced draw of ``cfg.balanced_per_concept`` tokens per concept
     (``balanced``), in every view of ``cfg.views``. ``say`` gets one line per pass and per finished setting.
     """
-    from spade_lens.saes import load_sae
+    from hooks.folders import writing
+    from spade_lens.devices import check_device
+    from spade_lens.provenance import check_target
 
     cfg = cfg or SweepConfig()
     if not isinstance(cfg, SweepConfig):
@@ -295,11 +297,25 @@ def run_sweep(
         raise SpadeLensError(f"label: {cfg.label!r} is not a label column of {str(evaluation.path)!r}; it has "
                              f"{evaluation.label_columns}")
     views = _views(cfg, names)
-    root = Path(out)
-    if root.exists() and not root.is_dir():
-        raise SpadeLensError(f"out: {str(root)!r} is a file; expected a sweep folder")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
+    root = check_target(out, "sweep", arg="out", inputs=[train.path, evaluation.path])
+    with writing(root, what=f"out {str(root)!r}", error=SpadeLensError):
+        return _sweep(train, evaluation, settings, cfg, root, hook, names, views, device, progress, plots, say)
 
+
+def _sweep(train: Any, evaluation: Any, settings: list[SweepSetting], cfg: SweepConfig, root: Path, hook: str,
+           names: list[str] | None, views: dict[str, Any], device: Any, progress: bool, plots: bool,
+           say: Say) -> SweepResult:
+    """The body of :func:`run_sweep`, inside its one-writer lock on ``root``."""
+    from spade_lens.provenance import folder_input, provenance_record, write_provenance
+    from spade_lens.saes import load_sae
+
+
+    root.mkdir(parents=True, exist_ok=True)
+    write_provenance(root, provenance_record(  # first: an interrupted sweep is still a sweep folder
+        "sweep", inputs={"activations": folder_input(train.path, "activations"),
+                         "eval_activations": folder_input(evaluation.path, "activations")},
+        settings={"config": cfg.to_dict(), "hook": hook}))
     recipes = {s.name: _json_safe(recipe(s, cfg, hook, train, evaluation, views)) for s in settings}
     done: dict[str, dict[str, Any]] = {}
     for s in settings:

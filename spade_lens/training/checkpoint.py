@@ -26,8 +26,11 @@ def checkpoint_path(out_dir: str | Path) -> Path:
 
 def save_checkpoint(out_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``out_dir/checkpoint.pt`` atomically (beside, then ``os.replace``)."""
+    from hooks.folders import clean_leftovers
+
     path = checkpoint_path(out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(path)  # a checkpoint.pt.tmp-<pid> of a writer killed mid-save
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         torch.save(state, tmp)

@@ -264,6 +264,8 @@ def train_saes(
     norm_stats: Any = None,
     progress: bool = True,
     resume: bool = False,
+    inputs: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Train every SAE of ``saes`` (name -> SAE) on the same stream of ``batches`` for ``cfg.total_steps`` steps.
 
@@ -274,6 +276,8 @@ def train_saes(
     for ``log.jsonl``, ``checkpoint.pt`` (every ``cfg.checkpoint_every`` steps and on Ctrl-C) and, at the end,
     one SAE folder per name. ``resume``: continue from ``out_dir/checkpoint.pt``, skipping the batches already
     consumed (bit-identical to an uninterrupted run on CPU when ``batches`` repeats the same order).
+    ``inputs``, ``settings``: recorded with the training config and the SAEs' configs in
+    ``out_dir/provenance.json`` (kind ``saes``) when the SAEs are saved.
 
     Returns name -> final metrics: the last step's loss terms, l0, nmse, dead_fraction, lr, plus steps, tokens,
     tokens_per_s (this SAE's own step time) and, with ``eval_batches``, ``eval_l0``, ``eval_nmse``,
@@ -355,4 +359,16 @@ def train_saes(
     if out is not None and cfg.save_saes:
         for slot in slots:
             slot.sae.save(out / slot.name)
+        _write_provenance(out, slots, cfg, inputs, settings)
     return results
+
+
+def _write_provenance(out: Path, slots: list[_Slot], cfg: SAETrainConfig, inputs: Mapping[str, Any] | None,
+                      settings: Mapping[str, Any] | None) -> None:
+    from spade_lens.provenance import json_identity, provenance_record, weights_identity, write_provenance
+
+    ids = {slot.name: weights_identity(slot.sae) for slot in slots}
+    write_provenance(out, provenance_record(
+        "saes", id=json_identity(ids), inputs=inputs,
+        settings={"train_config": cfg.to_dict(), "saes": {s.name: s.sae.cfg.to_dict() for s in slots},
+                  **dict(settings or {})}))
