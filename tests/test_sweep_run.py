@@ -152,3 +152,16 @@ def test_cli_sweep_bad_arguments(acts, tmp_path, capsys):
     assert main(["sweep", "--activations", str(acts / "train"), "--eval-activations", str(acts / "train"),
                  "--arch", "relu", "--out", str(tmp_path / "x")]) == 2
     assert "probing on training data" in capsys.readouterr().err
+
+
+def test_parallel_passes_give_the_same_saes_as_one_after_another(acts, tmp_path):
+    settings = expand_grid([parse_arch_spec("topk:k=2"), parse_arch_spec("spade:kds_coefficient=0.1")], [0, 1])
+    one = run_sweep(acts, settings, _cfg(), out=tmp_path / "one", progress=False, plots=False)
+    two = run_sweep(acts, settings, _cfg(), out=tmp_path / "two", progress=False, plots=False, jobs=2)
+    assert sorted(two.trained) == sorted(one.trained) == sorted(s.name for s in settings)
+    for s in settings:
+        a = load_file(tmp_path / "one" / "saes" / s.name / "sae_weights.safetensors")
+        b = load_file(tmp_path / "two" / "saes" / s.name / "sae_weights.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(SpadeLensError, match="jobs: received 0"):
+        run_sweep(acts, settings, _cfg(), out=tmp_path / "three", jobs=0)

@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's own; 1 is often fastest for small SAEs on a busy machine)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="training processes at once, each with its share of the CPU threads (each seed's settings "
+                   "are dealt into JOBS parts); the same SAEs as with 1 (default: 1; 2 on a 2-core CPU)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--out", required=True, metavar="DIR", help="sweep folder (created or continued)")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                       probe_tokens=args.probe_tokens, balanced_per_concept=args.balanced, label=args.label)
     result = run_sweep(args.activations, settings, cfg, out=args.out, eval_activations=args.eval_activations,
                        hook=args.hook, device=args.device, progress=not args.no_progress, plots=not args.no_plots,
-                       say=print)
+                       jobs=args.jobs, say=print)
     summary = {"config": cfg.to_dict(), "bands": result.bands}
     view = headline_view(summary)
     archs = sorted({p["arch"] for p in result.points})

@@ -66,6 +66,9 @@ class SpaDESAEConfig(SAEConfig):
     residual ``x_n - x_hat_n`` by their own sparsemax and reconstruct it, with the KDS term, which pulls them
     towards the inputs nearest to them (AuxK's idea for SpaDE); >= 0."""
 
+    dead_aux_lambda_scale: float = 1.0
+    """Factor on lambda in the dead prototypes' own sparsemax (< 1 widens its support, so more of them get a
+    gradient); > 0."""
     resample_every: int = 0
     """Steps between resamplings of dead prototypes (0: never): each prototype the trainer marks dead moves onto
     an input of the current batch drawn with probability proportional to its squared reconstruction error (its
@@ -87,6 +90,7 @@ class SpaDESAEConfig(SAEConfig):
         if self.init not in INITS:
             raise SpadeLensError(f"init must be one of {list(INITS)}, got {self.init!r}")
         check_non_negative("dead_aux_coefficient", self.dead_aux_coefficient)
+        check_positive("dead_aux_lambda_scale", self.dead_aux_lambda_scale)
 
 
 class SpaDESAE(SAE):
@@ -226,7 +230,7 @@ class SpaDESAE(SAE):
         if dead.numel() == 0:
             return x_n.new_zeros(())
         dist = squared_distances(x_n, self.prototypes.index_select(0, dead))  # (batch, m)
-        z = sparsemax(-self.lambda_.detach() * dist, dim=-1)  # (batch, m)
+        z = sparsemax(-self.lambda_.detach() * self.cfg.dead_aux_lambda_scale * dist, dim=-1)  # (batch, m)
         residual = (x_n - x_hat_n).detach()
         recon = z @ self.W_dec.index_select(0, dead)  # (batch, d_in)
         loss = (recon - residual).pow(2).sum(-1).mean() + self.cfg.kds_coefficient * (z * dist).sum(-1).mean()

@@ -17,9 +17,11 @@ resumes from its checkpoint; an SAE saved but not yet probed is probed without t
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,6 +261,38 @@ def _train_pass(group: list[SweepSetting], cfg: SweepConfig, train: Any, hook: s
     return saes, metrics
 
 
+def train_pass_job(group: list[SweepSetting], cfg: SweepConfig, train: Any, hook: str, root: Any, device: Any,
+                   threads: int | None, progress: bool = False, say: Say | None = None,
+                   part: int | None = None) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Train settings of one seed side by side (all of them, or ``part`` of them with ``jobs > 1``), save each SAE
+    into ``root/saes/<name>`` and drop the pass's checkpoint. Returns (name -> training metrics, the lines said).
+    Runs in the caller's process or in a worker process (then ``train`` and ``root`` are paths and ``threads`` its
+    torch threads)."""
+    from hooks import ActivationCache
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    lines: list[str] = []
+
+    def tell(line: str) -> None:
+        lines.append(line)
+        if say is not None:
+            say(line)
+
+    cache = train if not isinstance(train, (str, os.PathLike)) else ActivationCache(train)
+    root = Path(root)
+    seed = group[0].seed
+    folder = root / "train" / (f"seed-{seed}" if part is None else f"seed-{seed}-part{part}")
+    start = time.perf_counter()
+    saes, metrics = _train_pass(group, cfg, cache, hook, folder, device, progress, tell)
+    for name, sae in saes.items():
+        sae.save(root / "saes" / name)
+    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    tell(f"      seed {seed}{'' if part is None else f' part {part}'}: trained {len(saes)} SAEs in "
+         f"{time.perf_counter() - start:.0f} s")
+    return metrics, lines
+
+
 def run_sweep(
     activations: Any,
     settings: Sequence[SweepSetting],
@@ -270,6 +304,7 @@ def run_sweep(
     device: str | torch.device | None = None,
     progress: bool = True,
     plots: bool = True,
+    jobs: int = 1,
     say: Say = _quiet,
 ) -> SweepResult:
     """Train and probe every setting of ``settings`` (see :func:`~spade_lens.sweep.grid.expand_grid`) into ``out``.
@@ -278,7 +313,10 @@ def run_sweep(
     ``activations`` folder with ``train/`` and ``validation/``. ``eval_activations``: held-out activations to
     probe on (default: the run's ``validation/``). Each setting is probed on the first ``cfg.probe_tokens``
     evaluation tokens (``full``) and on a balanced draw of ``cfg.balanced_per_concept`` tokens per concept
-    (``balanced``), in every view of ``cfg.views``. ``say`` gets one line per pass and per finished setting.
+    (``balanced``), in every view of ``cfg.views``. ``jobs``: training processes at once, each with its share of
+    the CPU threads; each seed's settings are then dealt into ``jobs`` parts, each part one pass over the data (the
+    same SAEs as one pass per seed: every SAE sees the same batches either way). ``say`` gets one line per pass and
+    per finished setting.
     """
     from hooks.folders import writing
     from spade_lens.devices import check_device
@@ -290,6 +328,8 @@ def run_sweep(
     settings = list(settings)
     if not settings or not all(isinstance(s, SweepSetting) for s in settings):
         raise SpadeLensError("settings: expected a non-empty list of SweepSetting (see spade_lens.sweep.expand_grid)")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise SpadeLensError(f"jobs: received {jobs!r}; expected a positive integer")
     train, evaluation = resolve_caches(activations, eval_activations)
     hook = _pick_hook(train, evaluation, hook)
     names = evaluation.label_names.get(cfg.label)
@@ -300,11 +340,12 @@ def run_sweep(
     device = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
     root = check_target(out, "sweep", arg="out", inputs=[train.path, evaluation.path])
     with writing(root, what=f"out {str(root)!r}", error=SpadeLensError):
-        return _sweep(train, evaluation, settings, cfg, root, hook, names, views, device, progress, plots, say)
+        return _sweep(train, evaluation, settings, cfg, root, hook, names, views, device, progress, plots, jobs,
+                      say)
 
 
 def _sweep(train: Any, evaluation: Any, settings: list[SweepSetting], cfg: SweepConfig, root: Path, hook: str,
-           names: list[str] | None, views: dict[str, Any], device: Any, progress: bool, plots: bool,
+           names: list[str] | None, views: dict[str, Any], device: Any, progress: bool, plots: bool, jobs: int,
            say: Say) -> SweepResult:
     """The body of :func:`run_sweep`, inside its one-writer lock on ``root``."""
     from spade_lens.provenance import folder_input, provenance_record, write_provenance
@@ -331,26 +372,38 @@ def _sweep(train: Any, evaluation: Any, settings: list[SweepSetting], cfg: Sweep
     say(f"sweep: {len(settings)} settings ({len(done)} done, {len(pending)} to train) -> {root}")
 
     trained: list[str] = []
+    metrics: dict[str, dict[str, float]] = {}
+    by_seed = {seed: [s for s in pending if s.seed == seed and not (root / "saes" / s.name / "cfg.json").is_file()]
+               for seed in sorted({s.seed for s in pending})}
+    # With jobs > 1, each seed's settings are dealt round-robin into `jobs` parts (balanced across architectures),
+    # so the workers stay busy even when the seeds do not divide evenly among them.
+    passes = [(seed, part if jobs > 1 else None, group[part::jobs] if jobs > 1 else group)
+              for seed, group in by_seed.items() for part in range(min(jobs, len(group)))]
+    workers = min(jobs, len(passes))
+    if workers > 1:  # one pass per process, each on its share of the CPU threads
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(train_pass_job, group, cfg, str(train.path), hook, str(root), str(device), threads,
+                                   part=part) for _, part, group in passes]
+            for future in as_completed(futures):
+                found, lines = future.result()
+                metrics.update(found)
+                for line in lines:
+                    say(line)
+    else:
+        for _, part, group in passes:
+            found, lines = train_pass_job(group, cfg, train, hook, root, device, None, progress, say, part=part)
+            metrics.update(found)
+    trained = [s.name for _, _, group in passes for s in group]
+
     sets = None
     for seed in sorted({s.seed for s in pending}):
         group = [s for s in pending if s.seed == seed]
-        saved = {s.name: load_sae(root / "saes" / s.name, device=device) for s in group
-                 if (root / "saes" / s.name / "cfg.json").is_file()}
-        to_train = [s for s in group if s.name not in saved]
-        metrics: dict[str, dict[str, float]] = {}
-        saes: dict[str, Any] = dict(saved)
-        if to_train:
-            start = time.perf_counter()
-            fresh, metrics = _train_pass(to_train, cfg, train, hook, root / "train" / f"seed-{seed}", device,
-                                         progress, say)
-            for name, sae in fresh.items():
-                sae.save(root / "saes" / name)
-            (root / "train" / f"seed-{seed}" / "checkpoint.pt").unlink(missing_ok=True)
-            saes.update(fresh)
-            trained += list(fresh)
-            say(f"      seed {seed}: trained in {time.perf_counter() - start:.0f} s; probing")
+        saes = {s.name: load_sae(root / "saes" / s.name, device=device) for s in group}
         if sets is None:
             sets = _evaluation_sets(evaluation, hook, cfg, names)
+        say(f"      seed {seed}: probing {len(group)} SAEs")
         probed = _probe(saes, sets, views, cfg, names, progress)
         for s in group:
             m = metrics.get(s.name, {})
