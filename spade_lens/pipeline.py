@@ -100,17 +100,22 @@ class RunConfig:
         return cls(**{**sizes, **overrides})
 
 
-# Sparsity settings of the four SAEs on the default run, chosen so they are compared at similar L0 (11-16 active
-# latents per token on the default run; see the README's headline table). TopK's k is set to that L0. JumpReLU's L0
-# is set by where its thresholds start: in 2,000 steps its L0 penalty hardly moves them (coefficients 1, 2 and 4
-# all ended at L0 26.5-27.6 from 0.1, and SAELens' 0.001 stayed near L0 120), so they start at 0.2 (normalised
-# units; L0 13). ReLU keeps its default L1 coefficient 1.0 (L0 11); SpaDE's KDS 0.02 gives L0 12-14 at its
-# learning rate below (0.01: L0 16, 0.05: L0 9). RunConfig.sae_kwargs overrides them per architecture.
+# Sparsity settings of the four SAEs on the default run, chosen from the sweep in the README (`spade-lens sweep`,
+# 4 architectures x 5 settings x 3 seeds on the default run's activations) as each architecture's setting with L0
+# 11-16: ReLU L1 1.0, TopK k=16, JumpReLU thresholds starting at 0.2 (normalised units: in 2,000 steps its L0
+# penalty hardly moves them, so the start sets the L0), SpaDE KDS 0.03. SpaDE also gets the dead-prototype
+# auxiliary loss (spade_lens.saes.spade): with random N(0, I) prototypes, the ones that are farther from every input
+# than the others never enter a sparsemax support, receive no gradient and stay where they started (74-90% of the
+# 256 dead over the sweep's KDS settings, 3 seeds); the auxiliary loss pulls them to the inputs nearest to them,
+# which leaves 20-45% dead and raises the best-latent F1 at matched L0 (README). Resampling dead prototypes onto
+# badly reconstructed inputs and k-means++ initialisation keep all of them alive too but split every part of speech
+# over many latents (mean best-latent F1 0.25-0.71), so they are options, not defaults. RunConfig.sae_kwargs
+# overrides these per architecture.
 SAE_DEFAULTS: dict[str, dict[str, Any]] = {
     "relu": {"l1_coefficient": 1.0},
     "topk": {"k": 16},
     "jumprelu": {"l0_coefficient": 1.0, "init_threshold": 0.2},
-    "spade": {"kds_coefficient": 0.02},
+    "spade": {"kds_coefficient": 0.03, "dead_aux_coefficient": 30.0, "dead_aux_lambda_scale": 0.1},
 }
 
 # SpaDE trains at the reference recipe's learning rate, 1e-2 (DESIGN.md section 3), ten times the baselines' 1e-3

@@ -8,10 +8,10 @@ import argparse
 # The grid without --arch: five settings per architecture spanning L0 about 1 to 40 on the default run's
 # activations (chosen from the sweeps in the README), for the four architectures.
 DEFAULT_ARCHS: tuple[str, ...] = (
-    "relu:l1_coefficient=0.3,1,3,10,30",
+    "relu:l1_coefficient=10,5,1,0.5,0.1",
     "topk:k=1,4,8,16,32",
-    "jumprelu:init_threshold=0.05,0.2,0.5,1,2",
-    "spade:kds_coefficient=0.005,0.02,0.1,0.3,1",
+    "jumprelu:init_threshold=4,0.5,0.2,0.13,0.08",
+    "spade:kds_coefficient=30,3,0.3,0.03,0.003",
 )
 
 
