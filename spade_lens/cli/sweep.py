@@ -82,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     for ev, by_view in result.bands.items():
         print(f"\nmean best-latent F1 by L0 band ({ev}, view {view}):")
         print(bands_table(by_view[view], archs))
+    if result.group_bands:
+        print(f"\nmean group F1 by L0 band (balanced, view {view}):")
+        print(bands_table(result.group_bands[view], archs))
     print(f"\ntrained {len(result.trained)} of {len(settings)} settings; sweep.json: {result.out / 'sweep.json'}  "
           f"report: {result.report_dir / 'report.md'}")
     return 0

@@ -98,14 +98,30 @@ def plot_pareto_nmse_dead(points: Sequence[Mapping[str, Any]], ev: str, view: st
     return save_figure(fig, out_dir, f"pareto_nmse_dead_{ev}_{view}.png")
 
 
+def plot_pareto_group_f1(points: Sequence[Mapping[str, Any]], view: str, out_dir: Path) -> str:
+    """Mean best-latent F1 and mean group F1 against L0 on the balanced set, side by side."""
+    fig = new_figure(11, 4.2)
+    ax_best, ax_group = fig.subplots(1, 2, sharey=True)
+    _panel(ax_best, points, "balanced", view, "mean_best_f1", "mean F1 over concepts")
+    ax_best.set_title("Best single latent per concept")
+    _panel(ax_group, points, "balanced", view, "mean_group_f1", "mean F1 over concepts")
+    ax_group.set_title("All latents whose best concept it is, together (group F1)")
+    ax_best.set_ylim(top=1.02)
+    ax_best.legend(fontsize="small")
+    fig.suptitle(f"balanced set, view {view}; mean over seeds, bars: seed sd")
+    return save_figure(fig, out_dir, f"pareto_group_f1_{view}.png")
+
+
 def write_sweep_figures(points: Sequence[Mapping[str, Any]], evals: Sequence[str], view: str,
-                        out_dir: Path) -> list[str]:
-    """Every Pareto figure of ``view`` for each evaluation set; returns the file names. ImportError without
-    matplotlib."""
+                        out_dir: Path, group: bool = False) -> list[str]:
+    """Every Pareto figure of ``view`` for each evaluation set (and, with ``group``, best against group F1 on
+    the balanced set); returns the file names. ImportError without matplotlib."""
     import matplotlib  # noqa: F401  (fail early when the plots extra is missing)
 
     files = []
     for ev in evals:
         files += [plot_pareto_f1(points, ev, view, out_dir), plot_pareto_concepts(points, ev, view, out_dir),
                   plot_pareto_nmse_dead(points, ev, view, out_dir)]
+    if group:
+        files.append(plot_pareto_group_f1(points, view, out_dir))
     return files

@@ -34,7 +34,7 @@ def headline_view(summary: Mapping[str, Any]) -> str:
 
 
 def bands_table(rows: Sequence[Mapping[str, Any]], archs: Sequence[str]) -> str:
-    """Per L0 band: each architecture's best setting there (mean best-latent F1 ± sd at its L0) and who leads."""
+    """Per L0 band: each architecture's best setting there (mean F1 ± sd at its L0) and who leads."""
     body = []
     for row in rows:
         lo, hi = row["band"]
@@ -108,6 +108,17 @@ def render_sweep_markdown(summary: Mapping[str, Any], figures: Sequence[str], pl
             bands_table(summary["bands"][ev][view], archs),
             "",
         ]
+    if summary.get("group_bands"):
+        lines += [
+            f"## Who leads by group F1 (balanced set, view `{view}`)",
+            "",
+            "The same, scored by the mean over concepts of the group F1: the latents whose best concept is `c` taken "
+            "together (a token counts as `c` when any of them fires), so a dictionary that tiles a concept with many "
+            "precise latents scores high even when no single latent covers it.",
+            "",
+            bands_table(summary["group_bands"][view], archs),
+            "",
+        ]
     for ev in summary["bands"]:
         for v in summary["bands"][ev]:
             lines += [f"## Every setting ({EVAL_TITLES.get(ev, ev)}, view `{v}`)", "",
@@ -128,7 +139,8 @@ def write_sweep_report(summary: Mapping[str, Any], out_dir: Path, *, plots: bool
             try:
                 from spade_lens.sweep.figures import write_sweep_figures
 
-                figures = write_sweep_figures(summary["points"], list(summary["bands"]), headline_view(summary), tmp)
+                figures = write_sweep_figures(summary["points"], list(summary["bands"]), headline_view(summary), tmp,
+                                              group=bool(summary.get("group_bands")))
             except ImportError:
                 note = PLOTS_HINT
         (tmp / "report.md").write_text(render_sweep_markdown(summary, figures, note), encoding="utf-8")

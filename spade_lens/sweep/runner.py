@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +60,13 @@ class SweepResult:
     points: list[dict[str, Any]]
     """Per setting without seed: mean and sd over seeds (see :mod:`spade_lens.sweep.summary`)."""
     bands: dict[str, dict[str, list[dict[str, Any]]]]
-    """Evaluation set -> view -> the L0-band leaders table."""
+    """Evaluation set -> view -> the L0-band leaders table (mean best-latent F1)."""
     trained: list[str]
     """Names of the settings trained by this call (the others were already done)."""
     report_dir: Path
     """``out/report``."""
+    group_bands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """View -> the L0-band leaders by mean group F1 on the balanced set (empty without it)."""
 
 
 def _cache(value: Any, what: str) -> Any:
@@ -420,11 +422,15 @@ def _sweep(train: Any, evaluation: Any, settings: list[SweepSetting], cfg: Sweep
     results = [done[s.name] for s in settings]
     points = aggregate_points(results)
     bands = {ev: {view: band_leaders(points, ev, view) for view in views} for ev in results[0]["evals"]}
+    group_bands = ({view: band_leaders(points, "balanced", view, metric="mean_group_f1") for view in views}
+                   if "balanced" in results[0]["evals"] else {})
     summary = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "hook": hook,
                "activations": str(train.path), "eval_activations": str(evaluation.path),
-               "settings": [s.name for s in settings], "results": results, "points": points, "bands": bands}
+               "settings": [s.name for s in settings], "results": results, "points": points, "bands": bands,
+               "group_bands": group_bands}
     _write_json(root / "sweep.json", _json_safe(summary))
     from spade_lens.sweep.report import write_sweep_report
 
     report = write_sweep_report(summary, root / "report", plots=plots)
-    return SweepResult(out=root, results=results, points=points, bands=bands, trained=trained, report_dir=report)
+    return SweepResult(out=root, results=results, points=points, bands=bands, trained=trained, report_dir=report,
+                       group_bands=group_bands)
