@@ -157,6 +157,27 @@ def test_trainer_initialises_from_the_stream_head():
     assert float(near.max()) < 1e-3  # every prototype sits on an input (one tiny step later)
 
 
+def low_dimensional_clusters(n: int = 4096, d: int = 32, rank: int = 3, seed: int = 0) -> torch.Tensor:
+    """Five clusters in a 3-dimensional subspace of R^32: like a transformer's activations, the data spans few of
+    the directions, so random N(0, I) prototypes are far from all of it and their own norm decides which win."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(d, rank, generator=g))[0].T  # (rank, d)
+    centres = torch.randn(5, rank, generator=g) * 3
+    return (centres[torch.randint(0, 5, (n,), generator=g)] + 0.4 * torch.randn(n, rank, generator=g)) @ basis
+
+
+def test_dead_prototype_aux_loss_revives_the_reference_init_on_low_dimensional_data():
+    x = low_dimensional_clusters()
+    batches = list(x.split(128))
+    cfg = SAETrainConfig(steps=200, batch_size=128, lr=1e-2, dead_window_tokens=2048)
+    plain = sl.create_sae("spade", d_in=32, d_sae=64, seed=0, kds_coefficient=0.3)
+    revived = sl.create_sae("spade", d_in=32, d_sae=64, seed=0, kds_coefficient=0.3, dead_aux_coefficient=30.0,
+                            dead_aux_lambda_scale=0.1)
+    train_saes({"plain": plain, "revived": revived}, batches, cfg, progress=False)
+    assert dead_fraction(plain, x) >= 0.5  # most prototypes never enter a support
+    assert dead_fraction(revived, x) <= 0.1
+
+
 def test_dead_prototype_aux_loss_gives_dead_prototypes_a_gradient():
     x = clusters(256)
     sae = far_spade(dead_aux_coefficient=1.0)
@@ -176,6 +197,7 @@ def test_dead_prototype_aux_loss_gives_dead_prototypes_a_gradient():
     ({"resample_every": -1}, "resample_every must be an integer >= 0"),
     ({"resample_until": 0.0}, "resample_until must be a number in \\(0, 1\\]"),
     ({"dead_aux_coefficient": -1.0}, "dead_aux_coefficient must be a finite number >= 0"),
+    ({"dead_aux_lambda_scale": 0.0}, "dead_aux_lambda_scale must be a finite number > 0"),
 ])
 def test_bad_revival_settings(kwargs, message):
     with pytest.raises(SpadeLensError, match=message):
