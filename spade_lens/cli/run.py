@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                     if args.quick else "")
         print(f"language model: {result.lm_grammaticality:.1%} grammatical samples{expected}")
     print(f"report: {result.report_dir / 'report.md'} (metrics.json and figures beside it)")
-    print(f"latent browser: {result.dashboard}")
+    if result.dashboard is not None:
+        print(f"latent browser: {result.dashboard}")
     print(f"done in {time.perf_counter() - start:.0f} s")
     return 0
