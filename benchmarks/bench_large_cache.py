@@ -7,8 +7,8 @@ shards of ``--shard-rows`` rows. Then, each in a fresh process so its peak RSS i
 - ``stream``: ``train_saes`` over one whole epoch of ``cache.batches(hook, batch, shuffle=True)``, which reads
   shards in pieces (``hooks.cache.CHUNK_BYTES``) through a bounded shuffle buffer (``BUFFER_BYTES``);
 - ``whole-shards``: the same with the reading of earlier versions (whole shards, a buffer of two shards);
-- ``memory``: the same steps on batches drawn from a tensor already in memory (``--memory-gib`` of rows), the
-  fastest feed there is: the throughput the streamed run is compared with.
+- ``memory``: the same steps through the same shuffle buffer fed from rows already in memory (``--memory-gib``
+  of them, epoch after epoch): the throughput the streamed run is compared with.
 
 Runs alternate (stream, memory, stream, memory, ...) ``--repeats`` times; the ratio is the median of the pairs.
 The first line says the peak RSS of the streamed run against the 1.5 GiB target. The cache may sit in the page
@@ -43,7 +43,15 @@ def write_synthetic_cache(folder: Path, gib: float, d: int, shard_rows: int, see
     """A cache of ``gib`` GiB of (rows, d) float32 activations in the hooks format (skipped if already there)."""
     from safetensors.torch import save_file
 
-    from hooks.cache import FORMAT, MANIFEST, VERSION, acts_path, labels_path, read_manifest, write_json_atomic
+    from hooks.cache import (
+        FORMAT,
+        MANIFEST,
+        VERSION,
+        acts_path,
+        labels_path,
+        read_manifest,
+        write_json_atomic,
+    )
 
     n_rows = int(gib * 2**30) // (4 * d)
     n_shards = -(-n_rows // shard_rows)
@@ -103,7 +111,8 @@ def _old_batches(cache, batch: int, seed: int):
 
 def child(mode: str, args: argparse.Namespace) -> dict:
     """Train in this process; return its figures (peak RSS includes everything: torch, the SAE, the data)."""
-    from hooks import ActivationCache
+    from hooks import ActivationCache, ShuffleBuffer
+    from hooks.cache import BUFFER_BYTES
     from spade_lens.saes import create_sae
     from spade_lens.training import SAETrainConfig, train_saes
 
@@ -116,20 +125,17 @@ def child(mode: str, args: argparse.Namespace) -> dict:
     base_rss = peak_rss()
     if mode == "memory":
         n = min(int(args.memory_gib * 2**30) // (4 * cache.d_in), cache.n_tokens)
-        parts, have = [], 0
+        held, have = [], 0  # the first n rows, in memory before training starts, in chunks as read from disk
         for index, rows in enumerate(cache.shard_rows):
             take = min(rows, n - have)
-            parts.append(cache.read_rows(HOOK, index, 0, take).acts)
+            held.append(cache.read_rows(HOOK, index, 0, take))
             have += take
             if have >= n:
                 break
-        held = torch.cat(parts)  # (n, d) in memory before training starts
-        del parts
-        g = torch.Generator().manual_seed(0)
+        capacity = max(min(2 * max(cache.shard_rows), BUFFER_BYTES // (4 * cache.d_in)), 2 * args.batch)
 
-        def source():
-            for _ in range(steps):
-                yield held.index_select(0, torch.randint(0, len(held), (args.batch,), generator=g))
+        def source():  # the same shuffle buffer as the streamed run, fed from memory (an epoch of n rows)
+            return iter(ShuffleBuffer(held, capacity=capacity, batch_size=args.batch, seed=0))
     elif mode == "stream":
         def source():
             return cache.batches(HOOK, args.batch, shuffle=True, seed=0)

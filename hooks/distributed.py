@@ -82,3 +82,19 @@ def from_main(fn: Callable[[], T], error: type[Exception]) -> T:
     if not ok:
         raise error(f"rank 0 stopped with {value}")
     return value
+
+
+def check_all(failure: BaseException | None, error: type[Exception]) -> None:
+    """Every rank says whether its part of the work failed; if any did, each rank raises: the failing ones their
+    own ``failure``, the others ``error`` naming the rank that failed and why (so no rank waits forever)."""
+    if not is_distributed():
+        if failure is not None:
+            raise failure
+        return
+    every: list[Any] = [None] * ranks()[1]
+    torch.distributed.all_gather_object(every, None if failure is None else f"{type(failure).__name__}: {failure}")
+    if failure is not None:
+        raise failure
+    for rank, message in enumerate(every):
+        if message is not None:
+            raise error(f"rank {rank} stopped with {message}")
