@@ -1,5 +1,6 @@
-"""``spade-lens train-sae`` and ``spade-lens sweep`` run unchanged under ``torchrun --nproc-per-node 2`` (gloo on
-this CPU): rank 0 writes, and the SAEs equal one process trained on the ranks' combined batches."""
+"""``spade-lens harvest``, ``train-sae`` and ``sweep`` run unchanged under ``torchrun --nproc-per-node 2`` (gloo on
+this CPU): rank 0 writes, the harvest holds the rows of one process, and the SAEs equal one process trained on the
+ranks' combined batches."""
 
 from __future__ import annotations
 
@@ -52,12 +53,19 @@ def same_sae(a, b, x) -> None:
     assert torch.allclose(a.W_dec, b.W_dec, rtol=1e-4, atol=1e-5)
 
 
-def test_train_sae_and_sweep_under_torchrun(acts, tmp_path):
+def test_harvest_train_sae_and_sweep_under_torchrun(acts, tmp_path):
+    from test_hooks_cli import _saved
+
+    from spade_lens.cli import main
     from spade_lens.cli.train_sae import rank_stream
     from spade_lens.sweep import SweepConfig
 
+    model_dir, corpus_dir = _saved(tmp_path)
     out, sweep = tmp_path / "saes", tmp_path / "sweep"
+    harvest_argv = ["harvest", "--model", str(model_dir), "--corpus", str(corpus_dir), "--hook", HOOK,
+                    "--shard-tokens", "60", "--batch-size", "8", "--no-progress"]
     done = torchrun(
+        [*harvest_argv, "--out", str(tmp_path / "harvested")],
         ["train-sae", "--activations", str(acts / "train"), "--arch", "relu,topk,spade", "--width", str(WIDTH),
          "--k", "2", "--batch-size", str(BATCH), "--tokens", str(TOKENS), "--eval-tokens", "200", "--no-progress",
          "--device", "cpu", "--out", str(out)],
@@ -65,6 +73,12 @@ def test_train_sae_and_sweep_under_torchrun(acts, tmp_path):
          "--steps", "6", "--batch-size", "64", "--probe-tokens", "300", "--balanced", "20", "--label", "kind",
          "--no-plots", "--no-progress", "--out", str(sweep)])
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("tokens of split") == 1  # rank 0 alone reports
+    assert main([*harvest_argv, "--out", str(tmp_path / "one-process")]) == 0
+    got, want = ActivationCache(tmp_path / "harvested").load(HOOK), ActivationCache(tmp_path / "one-process").load(HOOK)
+    assert torch.equal(got.labels["token_id"], want.labels["token_id"]) and len(got) > 100
+    assert torch.equal(got.labels["seq_index"], want.labels["seq_index"])
+    assert torch.allclose(got.acts, want.acts, atol=1e-5)
     assert done.stdout.count("trained 3 SAE(s)") == 1  # rank 0 alone reports
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == TOKENS // BATCH and summary["saes"]["relu"]["tokens"] == TOKENS
