@@ -1,7 +1,8 @@
 """A fixed-capacity shuffling buffer of labelled activation rows (after SAELens' ``mixing_buffer``).
 
 Fill to ``capacity`` rows, yield a random half in batches, refill, repeat; labels travel with their rows.
-Memory: ``capacity`` rows plus the one source chunk being copied in.
+Memory: ``capacity`` rows plus the one source chunk being copied in (the rows kept between refills are never
+copied: an index says where each buffer row is stored).
 
     >>> stream = lambda: (b.labelled(hook) for b in capture_activations(model, split, [hook]))
     >>> for batch in ShuffleBuffer(stream, capacity=2**16, batch_size=4096, seed=0):  # one epoch
@@ -54,8 +55,11 @@ class ShuffleBuffer:
     def __iter__(self) -> Iterator[LabelledBatch]:
         gen = torch.Generator().manual_seed(self.seed)
         chunks, pending = self._chunks(), None
-        acts: Tensor | None = None  # (capacity, d)
+        acts: Tensor | None = None  # (capacity, d) storage
         labels: dict[str, Tensor] = {}  # name -> (capacity,)
+        # The buffer's rows 0..n-1 in order are the storage rows slot[0..n-1]; slot[n:] are free storage rows, filled
+        # in that order. Serving half the buffer then only reorders slot (no copy of the rows kept).
+        slot = torch.zeros(0, dtype=torch.int64)  # (capacity,)
         n, exhausted = 0, False
         while True:
             while n < self.capacity and not exhausted:  # refill
@@ -67,24 +71,23 @@ class ShuffleBuffer:
                     if acts is None:
                         acts = pending.acts.new_empty((self.capacity, *pending.acts.shape[1:]))
                         labels = {k: v.new_empty(self.capacity) for k, v in pending.labels.items()}
+                        slot = torch.arange(self.capacity, device=acts.device)
                     _check_like(pending, acts, labels)
                 k = min(self.capacity - n, len(pending))
-                acts[n:n + k] = pending.acts[:k]
+                rows = slot[n:n + k]
+                acts.index_copy_(0, rows, pending.acts[:k].to(acts.dtype))
                 for key, v in labels.items():
-                    v[n:n + k] = pending.labels[key][:k]
+                    v.index_copy_(0, rows, pending.labels[key][:k].to(v.dtype))
                 pending, n = LabelledBatch(pending.acts[k:], {a: b[k:] for a, b in pending.labels.items()}), n + k
             if n == 0:
                 return
-            perm = torch.randperm(n, generator=gen).to(acts.device)
+            perm = torch.randperm(n, generator=gen).to(slot.device)
             out = n if exhausted else max(n // 2 // self.batch_size, 1) * self.batch_size
             for i in range(0, out, self.batch_size):
-                idx = perm[i:min(i + self.batch_size, out)]
+                idx = slot[perm[i:min(i + self.batch_size, out)]]
                 yield LabelledBatch(acts.index_select(0, idx), {k: v.index_select(0, idx) for k, v in labels.items()})
-            keep = perm[out:]  # compact the rows not yet served to the front
-            acts[:len(keep)] = acts.index_select(0, keep)
-            for v in labels.values():
-                v[:len(keep)] = v.index_select(0, keep)
-            n = len(keep)
+            slot = torch.cat([slot[perm[out:]], slot[perm[:out]], slot[n:]])  # kept rows first, then the free ones
+            n -= out
 
 
 def _check_like(chunk: LabelledBatch, acts: Tensor, labels: dict[str, Tensor]) -> None:

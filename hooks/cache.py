@@ -10,6 +10,11 @@ Shards are safetensors rather than ``datasets`` Arrow: a shard is one dense (row
 safetensors reads back by memory-mapping straight into a torch tensor (no row-by-row conversion, no
 list-of-floats columns), it is the format the SAE weights already use, and each hook can be read without
 touching the others. Labels live in their own shard files shared by all hooks (rows are aligned).
+
+Caches larger than memory: :meth:`ActivationCache.batches` reads shards in pieces of at most
+``CHUNK_BYTES`` through a shuffle buffer of at most ``BUFFER_BYTES`` (by default), so its memory does not grow
+with the cache or its shards. Several processes (``torchrun`` ranks) each read their own contiguous part of the
+rows (``rank``, ``world_size``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from hooks.batches import LabelledBatch
 from hooks.buffer import ShuffleBuffer
+from hooks.distributed import share
 from hooks.errors import HooksError, check_int
 from hooks.identity import model_identity
 from hooks.normalize import NormStats, estimate_norm_stats
@@ -33,6 +39,11 @@ from hooks.normalize import NormStats, estimate_norm_stats
 FORMAT = "spade-lens-activation-cache"
 VERSION = 1
 MANIFEST = "manifest.json"
+CHUNK_BYTES = 2**25
+"""Largest piece of a shard :meth:`ActivationCache.batches` reads at once (32 MiB of activations)."""
+BUFFER_BYTES = 2**28
+"""Largest default shuffle buffer of :meth:`ActivationCache.batches` (256 MiB of activations; serving a batch half
+of it costs as much again for a moment); below it the buffer holds two of the largest shards."""
 
 
 def shard_name(index: int) -> str:
@@ -178,13 +189,48 @@ class ActivationCache:
         acts = self._read(acts_path(self.path, hook_name, index))["acts"]
         return LabelledBatch(acts, self._read(labels_path(self.path, index)))
 
-    def _read(self, path: Path) -> dict[str, torch.Tensor]:
+    def read_rows(self, hook_name: str, index: int, start: int, stop: int) -> LabelledBatch:
+        """Rows ``[start, stop)`` of shard ``index`` of ``hook_name`` (only those rows are read from disk)."""
+        self._check_hook(hook_name)
+        acts = self._read(acts_path(self.path, hook_name, index), (start, stop))["acts"]
+        return LabelledBatch(acts, self._read(labels_path(self.path, index), (start, stop)))
+
+    def _read(self, path: Path, rows: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
         try:
-            return load_file(path)
+            if rows is None:
+                return load_file(path)
+            with safe_open(path, framework="pt") as f:
+                return {key: f.get_slice(key)[rows[0]:rows[1]] for key in f.keys()}  # noqa: SIM118 (not a dict)
         except (SafetensorError, OSError, RuntimeError, KeyError) as err:
             raise HooksError(f"activation cache {str(self.path)!r}: {str(path)!r} cannot be read "
                              f"({str(err).splitlines()[0][:120]}); the cache is damaged: harvest again (into a new "
                              "folder, or with --overwrite)") from None
+
+    def pieces(self, rank: int = 0, world_size: int = 1) -> list[tuple[int, int, int]]:
+        """``(shard, start, stop)`` of the rows of rank ``rank`` of ``world_size``: its contiguous share of all rows
+        in harvest order (shares differ by at most one row); one piece per shard with a single process."""
+        check_int("world_size", world_size)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise HooksError(f"rank: expected an integer in [0, {world_size}) (world_size {world_size}), got {rank!r}")
+        lo, hi = share(self.n_tokens, rank, world_size)
+        out, offset = [], 0
+        for index, n in enumerate(self.shard_rows):
+            a, b = max(lo, offset), min(hi, offset + n)
+            if a < b:
+                out.append((index, a - offset, b - offset))
+            offset += n
+        if not out and self.n_tokens:
+            raise HooksError(f"world_size: {world_size} ranks share the {self.n_tokens} rows of {str(self.path)!r}, "
+                             f"so rank {rank} gets none; expected at most {self.n_tokens} ranks")
+        return out
+
+    def _chunks(self, hook_name: str, pieces: list[tuple[int, int, int]]) -> Iterator[LabelledBatch]:
+        """The rows of ``pieces`` in order, read in chunks of at most ``CHUNK_BYTES``."""
+        row_bytes = self.dims[hook_name] * _itemsize(self._manifest.get("dtype"))
+        step = max(CHUNK_BYTES // max(row_bytes, 1), 1)
+        for index, start, stop in pieces:
+            for a in range(start, stop, step):
+                yield self.read_rows(hook_name, index, a, min(a + step, stop))
 
     def load(self, hook_name: str) -> LabelledBatch:
         """Every row of ``hook_name`` in harvest order, in memory at once (for small caches)."""
@@ -194,26 +240,40 @@ class ActivationCache:
         return _cat(shards)
 
     def batches(self, hook_name: str, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                buffer_rows: int | None = None) -> Iterator[LabelledBatch]:
+                buffer_rows: int | None = None, rank: int = 0, world_size: int = 1) -> Iterator[LabelledBatch]:
         """One epoch of ``hook_name`` in batches of ``batch_size`` rows (the last may be short).
 
         ``shuffle=True``: shards in a seeded random order, mixed across shards by a :class:`ShuffleBuffer`
-        of ``buffer_rows`` rows (default: two of the largest shards). ``shuffle=False``: harvest order.
+        of ``buffer_rows`` rows (default: two of the largest shards, at most ``BUFFER_BYTES``).
+        ``shuffle=False``: harvest order. ``rank``, ``world_size``: only this rank's share of the rows (see
+        :meth:`pieces`), e.g. for ``torchrun`` ranks that each train on their own part of the cache. Shards are
+        read in pieces of at most ``CHUNK_BYTES``: memory stays bounded however large the cache.
         """
         self._check_hook(hook_name)
         check_int("batch_size", batch_size)
-        n_shards = len(self.shard_rows)
+        if buffer_rows is not None:
+            check_int("buffer_rows", buffer_rows)
+        pieces = self.pieces(rank, world_size)
         if not shuffle:
-            return _rebatch((self.read_shard(hook_name, i) for i in range(n_shards)), batch_size)
-        order = torch.randperm(n_shards, generator=torch.Generator().manual_seed(seed)).tolist()
-        capacity = buffer_rows or max(2 * max(self.shard_rows, default=0), 2 * batch_size)
-        buffer = ShuffleBuffer(lambda: (self.read_shard(hook_name, i) for i in order), capacity=capacity,
+            return _rebatch(self._chunks(hook_name, pieces), batch_size)
+        order = torch.randperm(len(pieces), generator=torch.Generator().manual_seed(seed)).tolist()
+        shuffled = [pieces[i] for i in order]
+        row_bytes = max(self.dims[hook_name] * _itemsize(self._manifest.get("dtype")), 1)
+        two_shards = min(2 * max(self.shard_rows, default=0), BUFFER_BYTES // row_bytes)
+        capacity = buffer_rows or max(two_shards, 2 * batch_size)
+        buffer = ShuffleBuffer(lambda: self._chunks(hook_name, shuffled), capacity=capacity,
                                batch_size=batch_size, seed=seed)
         return iter(buffer)
 
     def norm_stats(self, hook_name: str, n: int = 2**16, seed: int = 0) -> NormStats:
         """:class:`NormStats` of ``hook_name`` estimated from ``n`` shuffled rows."""
         return estimate_norm_stats(self.batches(hook_name, min(n, 8192), seed=seed), n_max=n)
+
+
+def _itemsize(dtype: Any) -> int:
+    """Bytes per value of a manifest's dtype string (``"torch.float32"``); 4 when unknown."""
+    found = getattr(torch, str(dtype).removeprefix("torch."), None)
+    return found.itemsize if isinstance(found, torch.dtype) else 4
 
 
 def _rebatch(chunks: Iterator[LabelledBatch], batch_size: int) -> Iterator[LabelledBatch]:

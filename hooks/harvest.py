@@ -16,7 +16,8 @@ resumes after them (pass the same source), and a finished one returns at once. A
 model, other hooks, other settings or another source (a different corpus, or another split of it) is refused
 (``overwrite=True`` replaces it); so is a source whose tokenizer is not the model's (``source_tokenizer``).
 One process writes a folder at a time (:mod:`hooks.folders`), and a finished cache gets a ``provenance.json``
-(:mod:`hooks.provenance`).
+(:mod:`hooks.provenance`). In a process group of several ranks (``torchrun``) every rank harvests its own slice
+of the source and rank 0 joins the slices into the one cache (:mod:`hooks.harvest_parallel`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from hooks.cache import (
     write_json_atomic,
 )
 from hooks.capture import capture_activations, check_hook_names, check_model, excluded_ids
+from hooks.distributed import is_distributed
 from hooks.errors import HooksError, check_int
 from hooks.folders import readable, user_entries, writing
 from hooks.identity import model_identity
@@ -107,9 +109,17 @@ def _check_tokenizer(model: Any, source_tokenizer: Any) -> str | None:
     return ours or theirs
 
 
+def check_not_parallel(root: Path, manifest: dict[str, Any], world_size: int) -> None:
+    """HooksError unless the unfinished harvest in ``root`` (if any) was begun on ``world_size`` processes."""
+    begun = (manifest.get("parallel") or {}).get("ranks", 1)
+    if not manifest.get("complete") and begun != world_size:
+        raise HooksError(f"out_dir: {str(root)!r} holds a harvest begun on {begun} process(es), now run on "
+                         f"{world_size}; resume it on {begun} (torchrun --nproc-per-node {begun}), or {MISMATCH_HINT}")
+
+
 def _clear(root: Path) -> None:
     """Remove the files of the activation cache in ``root`` (and nothing else)."""
-    for name in ("acts", "labels"):
+    for name in ("acts", "labels", "parts"):
         shutil.rmtree(root / name, ignore_errors=True)
     for name in (MANIFEST, PROVENANCE_FILE):
         (root / name).unlink(missing_ok=True)
@@ -142,7 +152,41 @@ def harvest(
     cache of other settings or another source in ``out_dir`` instead of refusing it. ``inputs``: extra entries
     for the ``inputs`` of ``provenance.json`` (e.g. the folders the model and corpus came from). Other
     arguments as in :func:`hooks.capture.capture_activations`.
+
+    Called on every rank of a process group (``torchrun``), each rank harvests a contiguous slice of the source
+    (a datasets split, a tensor or a mapping) and the result is one cache of the same rows; see
+    :mod:`hooks.harvest_parallel`.
     """
+    kwargs = dict(max_tokens=max_tokens, shard_tokens=shard_tokens, batch_size=batch_size,
+                  exclude_token_ids=exclude_token_ids, pad_token_id=pad_token_id, label_columns=label_columns,
+                  dtype=dtype, progress=progress, source_tokenizer=source_tokenizer, overwrite=overwrite,
+                  inputs=inputs)
+    if is_distributed():
+        from hooks.harvest_parallel import harvest_parallel
+
+        return harvest_parallel(model, source, hook_names, out_dir, **kwargs)
+    return harvest_here(model, source, hook_names, out_dir, **kwargs)
+
+
+def harvest_here(
+    model: Any,
+    source: Any,
+    hook_names: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    max_tokens: int | None = None,
+    shard_tokens: int = 2**16,
+    batch_size: int = 64,
+    exclude_token_ids: Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    label_columns: Sequence[str] | None = None,
+    dtype: torch.dtype | None = None,
+    progress: bool = True,
+    source_tokenizer: Any = None,
+    overwrite: bool = False,
+    inputs: Mapping[str, Any] | None = None,
+) -> ActivationCache:
+    """:func:`harvest` in this process alone, whatever process group it belongs to."""
     check_model(model)
     names = check_hook_names(model, hook_names)
     for arg, value in (("max_tokens", max_tokens), ("shard_tokens", shard_tokens)):
@@ -167,11 +211,13 @@ def harvest(
         if manifest is not None and overwrite:
             try:
                 _check_settings(root, manifest, settings)
+                check_not_parallel(root, manifest, 1)
             except HooksError:
                 _clear(root)
                 manifest = None
         if manifest is not None:
             _check_settings(root, manifest, settings)
+            check_not_parallel(root, manifest, 1)
             if None not in (columns, manifest["label_columns"]) and columns != manifest["label_columns"]:
                 raise HooksError(f"label_columns: {str(root)!r} holds a harvest with label columns "
                                  f"{manifest['label_columns']}, now {columns}; {MISMATCH_HINT}")

@@ -36,6 +36,16 @@ def check_device(device: Any, arg: str = "device") -> Any:
     return device
 
 
+def resolve_device(device: Any, arg: str = "device") -> str:
+    """``device`` once checked (:func:`check_device`), or the default: ``cuda`` when torch sees a GPU, else ``cpu``."""
+    checked = check_device(device, arg)
+    if checked is not None:
+        return str(checked)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def available_memory() -> int | None:
     """Bytes of memory available to a new allocation on this machine (Linux MemAvailable), None if unknown."""
     try:

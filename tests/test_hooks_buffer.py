@@ -88,3 +88,30 @@ def test_norm_stats_errors():
         NormStats(torch.zeros(3), 0.0)
     with pytest.raises(HooksError, match="data: expected a dict with keys 'mean' and 'scale'"):
         NormStats.from_dict({"mean": [0.0]})
+
+
+def _compacting_buffer(chunks, capacity, batch_size, seed):
+    """The plain algorithm: fill, serve a random half, move the kept rows to the front, refill (one epoch)."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.cat([c.acts for c in chunks])
+    held, at = rows[:0], 0
+    while True:
+        take = capacity - len(held)
+        held, at = torch.cat([held, rows[at:at + take]]), at + take
+        exhausted = at >= len(rows)
+        if len(held) == 0:
+            return
+        perm = torch.randperm(len(held), generator=gen)
+        out = len(held) if exhausted else max(len(held) // 2 // batch_size, 1) * batch_size
+        for i in range(0, out, batch_size):
+            yield held[perm[i:min(i + batch_size, out)]]
+        held = held[perm[out:]]
+
+
+def test_buffer_batches_equal_the_plain_compacting_algorithm():
+    g = torch.Generator().manual_seed(0)
+    chunks = [LabelledBatch(torch.randn(n, 3, generator=g), {"i": torch.arange(n)}) for n in (7, 30, 1, 22, 13)]
+    for capacity, batch in ((16, 4), (20, 3), (64, 8)):
+        got = [b.acts for b in ShuffleBuffer(chunks, capacity=capacity, batch_size=batch, seed=3)]
+        want = list(_compacting_buffer(chunks, capacity, batch, seed=3))
+        assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want, strict=True))

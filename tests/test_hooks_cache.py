@@ -202,3 +202,65 @@ def test_damaged_shards_are_named(model, tmp_path):
     with pytest.raises(HooksError, match="shard-00001.safetensors is missing"):
         ActivationCache(tmp_path / "c")
     assert cache.n_tokens > 0
+
+
+def _old_batches(cache, hook, batch_size, seed):
+    """The reading of earlier versions: whole shards in a seeded order through a buffer of two shards."""
+    from hooks import ShuffleBuffer
+
+    order = torch.randperm(len(cache.shard_rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    capacity = max(2 * max(cache.shard_rows), 2 * batch_size)
+    return ShuffleBuffer(lambda: (cache.read_shard(hook, i) for i in order), capacity=capacity,
+                         batch_size=batch_size, seed=seed)
+
+
+def test_reading_in_small_pieces_gives_the_batches_of_whole_shards(model, tmp_path, monkeypatch):
+    import hooks.cache
+
+    cache = harvest(model, coded_source(40), [HOOK], tmp_path / "c", shard_tokens=30, batch_size=4,
+                    progress=False)
+    want = [b.labels["code"] for b in _old_batches(cache, HOOK, 8, seed=2)]
+    monkeypatch.setattr(hooks.cache, "CHUNK_BYTES", 16 * 4 * 7)  # 7 rows per read: shards cut in several pieces
+    got = list(cache.batches(HOOK, 8, seed=2))
+    assert len(got) == len(want) and all(torch.equal(g.labels["code"], w) for g, w in zip(got, want, strict=True))
+    full = cache.load(HOOK)
+    assert torch.equal(torch.cat([b.acts for b in cache.batches(HOOK, 5, shuffle=False)]), full.acts)
+    piece = cache.read_rows(HOOK, 1, 3, 9)
+    assert torch.equal(piece.acts, cache.read_shard(HOOK, 1).acts[3:9]) and len(piece.labels["code"]) == 6
+
+
+def test_the_buffer_is_bounded_in_bytes(model, tmp_path, monkeypatch):
+    import hooks.buffer
+    import hooks.cache
+
+    cache = harvest(model, coded_source(40), [HOOK], tmp_path / "c", shard_tokens=60, batch_size=4,
+                    progress=False)
+    seen = []
+    real = hooks.buffer.ShuffleBuffer
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["capacity"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hooks.cache, "ShuffleBuffer", spy)
+    monkeypatch.setattr(hooks.cache, "BUFFER_BYTES", 50 * 16 * 4)  # 50 rows of 16 float32
+    list(cache.batches(HOOK, 4, seed=0))
+    list(cache.batches(HOOK, 40, seed=0))
+    assert seen == [50, 80]  # at most BUFFER_BYTES, never under two batches
+
+
+def test_ranks_read_their_own_contiguous_shares(model, tmp_path):
+    cache = harvest(model, coded_source(40), [HOOK], tmp_path / "c", shard_tokens=30, batch_size=4,
+                    progress=False)
+    full = cache.load(HOOK).labels["code"]
+    parts = [torch.cat([b.labels["code"] for b in cache.batches(HOOK, 7, shuffle=False, rank=r, world_size=3)])
+             for r in range(3)]
+    assert torch.equal(torch.cat(parts), full)
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    for r in range(3):
+        shuffled = torch.cat([b.labels["code"] for b in cache.batches(HOOK, 7, seed=4, rank=r, world_size=3)])
+        assert sorted(shuffled.tolist()) == sorted(parts[r].tolist())
+    with pytest.raises(HooksError, match="rank: expected an integer in \\[0, 3\\)"):
+        cache.batches(HOOK, 4, rank=3, world_size=3)
+    with pytest.raises(HooksError, match="rank 0 gets none"):
+        cache.batches(HOOK, 4, rank=0, world_size=cache.n_tokens + 1)

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=None, help="read at most this many tokens (default: all)")
     p.add_argument("--batch-size", type=int, default=4096, help="tokens per batch (default: 4096)")
     p.add_argument("--title", default="spade-lens latent browser", help="heading of the page")
-    p.add_argument("--device", default=None, help="torch device for the SAEs (default: cpu)")
+    p.add_argument("--device", default=None, help="torch device for the SAEs (default: cuda if available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run)
 
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from spade_lens.cli.probe import _unique_names
     from spade_lens.dashboard import DashboardConfig, build_dashboard
     from spade_lens.dashboard.site import check_out_dir
+    from spade_lens.devices import resolve_device
     from spade_lens.probe.groups import parse_group
     from spade_lens.saes import load_sae
 
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = [*args.sae, args.activations, args.corpus, *([args.model] if args.model else [])]
     check_out_dir(Path(args.out), [Path(p) for p in inputs])
     start = time.perf_counter()
-    saes = {name: load_sae(d, device=args.device) for name, d in zip(_unique_names(args.sae), args.sae, strict=True)}
+    device = resolve_device(args.device, "--device")
+    saes = {name: load_sae(d, device=device) for name, d in zip(_unique_names(args.sae), args.sae, strict=True)}
     files = build_dashboard(saes, args.activations, args.corpus, args.out, model=args.model, cfg=cfg,
                             split=args.split, groups=groups or None, report_dir=args.report, title=args.title,
                             progress=not args.no_progress)

@@ -5,6 +5,9 @@ you built or loaded yourself, or a ``TransformerBridge``) and any source of toke
 
     from hooks import harvest, ActivationCache
     cache = harvest(model, dataset["train"], ["blocks.0.hook_resid_post"], "runs/acts")
+
+Under ``torchrun --nproc-per-node N`` each process harvests its own slice of the split (on the GPU of its
+``LOCAL_RANK`` when there are GPUs) and rank 0 joins them into one cache (:mod:`hooks.harvest_parallel`).
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-tokens", type=int, default=2**16, help="rows per shard (default: 65536)")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default=None,
                    help="stored dtype (default: the model's)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default=None,
+                   help="torch device (default: cuda if available, else cpu; under torchrun each rank takes the GPU "
+                   "of its LOCAL_RANK)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run, interrupted="the shards written so far are kept: run the same command again to "
                    "resume the harvest")
@@ -56,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hooks import harvest, load_hf_model, residual_hook
+    from hooks.distributed import from_main, ranks
     from hooks.hf_model import is_hf_model_dir
     from pcfg import load_corpus
     from spade_lens.devices import check_device
@@ -63,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
     from spade_lens.lm import load_lm
     from spade_lens.lm.io import load_lm_grammar
     from spade_lens.provenance import check_target, folder_input
+    from spade_lens.training.distributed import init_distributed
 
     check_device(args.device, "--device")
     if not args.hook and not args.layer:
         raise SpadeLensError("--hook / --layer: received neither; expected at least one hook name or layer")
-    out = check_target(args.out, "activations", inputs=[args.model, args.corpus])
+    args.device = init_distributed(args.device)  # joins the torchrun group, if any; this rank's device
+    out = from_main(lambda: check_target(args.out, "activations", inputs=[args.model, args.corpus]), SpadeLensError)
     corpus = load_corpus(args.corpus)
     if args.split not in corpus.dataset:
         raise SpadeLensError(f"--split: the corpus has no split {args.split!r}; splits: {sorted(corpus.dataset)}")
@@ -83,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
                     source_tokenizer=corpus.tokenizer_identity, overwrite=args.overwrite,
                     inputs={"lm": folder_input(args.model, "hf_model" if hf else "lm"),
                             "corpus": folder_input(args.corpus, "corpus")})
+    if ranks()[0] != 0:
+        return 0
     dims = ", ".join(f"{h} (d={d})" for h, d in cache.dims.items())
     stored = (cache.metadata.get("source") or {}).get("split") or args.split
     print(f"harvested {cache.n_tokens} tokens of split {stored!r} in {len(cache.shard_rows)} shards: {dims}")

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="report folder: new, empty, or a report to replace (anything else, and the input folders, "
                    "are refused)")
-    p.add_argument("--device", default=None, help="torch device for the SAEs (default: cpu)")
+    p.add_argument("--device", default=None, help="torch device for the SAEs (default: cuda if available, else cpu)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run, interrupted="nothing was written (the report is saved only when complete)")
@@ -48,11 +48,11 @@ def _unique_names(dirs: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from hooks.folders import writing
-    from spade_lens.devices import check_device
+    from spade_lens.devices import resolve_device
     from spade_lens.errors import SpadeLensError
     from spade_lens.provenance import check_target
 
-    check_device(args.device, "--device")
+    args.device = resolve_device(args.device, "--device")
     out = check_target(args.out, "report", inputs=[*args.sae, args.activations])
     with writing(out, what=f"--out {str(out)!r}", error=SpadeLensError):
         return _probe(args, out)

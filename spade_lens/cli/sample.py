@@ -18,16 +18,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--show", type=int, default=5, help="sentences to print (default: 5)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from spade_lens.devices import check_device
+    from spade_lens.devices import resolve_device
     from spade_lens.lm import judge_lm, load_lm, load_lm_grammar
     from spade_lens.lm.sample import tag_sentence
 
-    check_device(args.device, "--device")
+    args.device = resolve_device(args.device, "--device")
     model = load_lm(args.model, device=args.device)
     grammar = load_lm_grammar(args.model)
     verdict = judge_lm(model, grammar, n=args.n, seed=args.seed, temperature=args.temperature)

@@ -1,5 +1,6 @@
 """``spade-lens sweep``: a grid of SAE settings x seeds on one activation set, with mean +- sd over seeds, Pareto
-figures and the leader of each L0 band (see :mod:`spade_lens.sweep`)."""
+figures and the leader of each L0 band (see :mod:`spade_lens.sweep`). Under ``torchrun --nproc-per-node N`` every
+training pass runs on the N processes together; rank 0 probes and writes the results and the report."""
 
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="tokens per concept of the balanced probe; 0 turns it off (default: 1000)")
     p.add_argument("--label", default="pos", help="label column naming the concepts (default: pos)")
     p.add_argument("--hook", default=None, help="hook to read (default: the cache's only hook)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--device", default=None,
+                   help="torch device (default: cuda if available, else cpu; under torchrun each rank takes the GPU "
+                   "of its LOCAL_RANK)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's own; 1 is often fastest for small SAEs on a busy machine)")
     p.add_argument("--jobs", type=int, default=1,
@@ -61,9 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from hooks.distributed import ranks
+    from spade_lens.devices import check_device
     from spade_lens.errors import SpadeLensError
     from spade_lens.sweep import SweepConfig, expand_grid, parse_arch_spec, parse_seeds, run_sweep
     from spade_lens.sweep.report import bands_table, headline_view
+    from spade_lens.training.distributed import init_distributed
 
     if args.threads is not None:
         if args.threads < 1:
@@ -73,9 +79,14 @@ def run(args: argparse.Namespace) -> int:
     settings = expand_grid(grids, parse_seeds(args.seeds))
     cfg = SweepConfig(width=args.width, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       probe_tokens=args.probe_tokens, balanced_per_concept=args.balanced, label=args.label)
+    check_device(args.device, "--device")
+    device = init_distributed(args.device)  # joins the torchrun group, if any; this rank's device
+    main = ranks()[0] == 0
     result = run_sweep(args.activations, settings, cfg, out=args.out, eval_activations=args.eval_activations,
-                       hook=args.hook, device=args.device, progress=not args.no_progress, plots=not args.no_plots,
-                       jobs=args.jobs, say=print)
+                       hook=args.hook, device=device, progress=not args.no_progress, plots=not args.no_plots,
+                       jobs=args.jobs, say=print if main else lambda _: None)
+    if not main:  # rank 0 probes and reports
+        return 0
     summary = {"config": cfg.to_dict(), "bands": result.bands}
     view = headline_view(summary)
     archs = sorted({p["arch"] for p in result.points})

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "an existing one is refused)")
     p.add_argument("--judge", type=int, default=1000, metavar="N",
                    help="judge N samples at the end (default: 1000; 0: skip)")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_options(p.add_argument_group("model (LMConfig)"), LMConfig, "lm_")
     _add_config_options(p.add_argument_group("training (LMTrainConfig)"), LMTrainConfig, "train_")
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hooks.folders import writing
-    from spade_lens.devices import check_device
+    from spade_lens.devices import resolve_device
     from spade_lens.errors import SpadeLensError
     from spade_lens.lm import judge_lm, load_lm_grammar, train_lm
     from spade_lens.provenance import check_target
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise SpadeLensError("--resume and --overwrite: expected at most one (continue the checkpoint, or start "
                              "afresh)")
-    check_device(args.device, "--device")
+    args.device = resolve_device(args.device, "--device")
     lm_cfg = LMConfig(**_overrides(args, "lm_"))
     train_cfg = LMTrainConfig(**_overrides(args, "train_"))
     out = check_target(args.out, "lm", inputs=[args.corpus])

@@ -4,6 +4,10 @@ Writes into ``--out``: one SAE folder per architecture (``<arch>/cfg.json`` + ``
 SAELens layout), ``log.jsonl`` (training log), ``checkpoint.pt`` (with ``--checkpoint-every`` or on Ctrl-C; resume
 with ``--resume``) and ``summary.json`` (per SAE: L0, NMSE, explained variance, dead fraction on the evaluation
 tokens, final loss, training tokens/s), also printed as a table.
+
+Under ``torchrun --nproc-per-node N`` the same command trains on N processes (see
+:mod:`spade_lens.training.distributed`): each reads its own share of the cache, ``--batch-size`` stays the
+combined batch of a step, and rank 0 alone checks and writes ``--out``.
 """
 
 from __future__ import annotations
@@ -55,7 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="train afresh over the SAEs or checkpoint in OUT (without it, and without --resume, they "
                    "are refused)")
-    p.add_argument("--device", default=None, help="torch device for the SAEs (default: cpu)")
+    p.add_argument("--device", default=None,
+                   help="torch device for the SAEs (default: cuda if available, else cpu; under torchrun each rank "
+                   "takes the GPU of its LOCAL_RANK)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16: forward passes under bfloat16 autocast (weights and optimiser stay float32; pays "
+                   "on GPUs and CPUs with fast bfloat16 matmuls; default: float32)")
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (if installed)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder")
@@ -163,21 +172,44 @@ def _check_fresh(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hooks.distributed import from_main, ranks
     from hooks.folders import writing
     from spade_lens.devices import check_device
     from spade_lens.errors import SpadeLensError
     from spade_lens.provenance import check_target
+    from spade_lens.training.distributed import init_distributed
 
     _check_args(args)
     check_device(args.device, "--device")
-    out = check_target(args.out, "saes", inputs=[args.activations])
+    args.device = init_distributed(args.device)  # joins the torchrun group, if any; this rank's device
+    out = from_main(lambda: check_target(args.out, "saes", inputs=[args.activations]), SpadeLensError)
+    if ranks()[0] != 0:  # the other ranks train their share; rank 0 holds the folder and writes it
+        return _train(args, out)
     with writing(out, what=f"--out {str(out)!r}", error=SpadeLensError):
         return _train(args, out)
+
+
+def rank_stream(cache: Any, hook: str, batch_size: int, n_tokens: int, seed: int, rank: int | None = None,
+                world_size: int | None = None) -> Callable[[], Iterator[Tensor]]:
+    """Rank ``rank``'s batches (default: this process's) of a run of ``n_tokens`` tokens in combined batches of
+    ``batch_size``: its share of each batch (the last one's too), from its share of the cache, across passes."""
+    from hooks.distributed import ranks, share
+    from spade_lens.training.distributed import per_rank_batch
+
+    if rank is None or world_size is None:
+        rank, world_size = ranks()
+    steps = -(-n_tokens // batch_size)
+    last = share(n_tokens - (steps - 1) * batch_size, rank, world_size)
+    mine = per_rank_batch(batch_size, rank, world_size)
+    total = (steps - 1) * mine + last[1] - last[0]
+    return lambda: exact_batches(
+        lambda: cache.batches(hook, mine, shuffle=True, seed=seed, rank=rank, world_size=world_size), mine, total)
 
 
 def _train(args: argparse.Namespace, out: Path) -> int:
     from hooks import ActivationCache
     from hooks.cache import write_json_atomic
+    from hooks.distributed import from_main, ranks
     from spade_lens.errors import SpadeLensError
     from spade_lens.provenance import folder_input
     from spade_lens.saes import create_sae, list_architectures
@@ -198,7 +230,8 @@ def _train(args: argparse.Namespace, out: Path) -> int:
     if args.k is not None and args.k > args.width:
         raise SpadeLensError(f"--k: received {args.k}; expected at most --width ({args.width})")
     cache = ActivationCache(args.activations)
-    _check_fresh(out, args.resume, args.overwrite)
+    from_main(lambda: _check_fresh(out, args.resume, args.overwrite), SpadeLensError)
+    rank, world_size = ranks()
     hook = args.hook
     if hook is None:
         if len(cache.hook_names) != 1:
@@ -217,16 +250,24 @@ def _train(args: argparse.Namespace, out: Path) -> int:
             kwargs["k"] = args.k
         saes[arch] = create_sae(arch, d_in=d_in, d_sae=args.width, seed=args.seed, hook_name=hook,
                                 model_name=model_name, device=args.device, **kwargs)
+    total = args.tokens or cache.n_tokens
+    if min(total, args.batch_size) < world_size:
+        raise SpadeLensError(f"--batch-size / --tokens: received {args.batch_size} / {total}; expected at least one "
+                             f"row per rank in each batch ({world_size} ranks)")
+    short = (total - 1) % args.batch_size + 1  # rows of the last batch
+    if total > args.batch_size and short < world_size:  # too few to give every rank one
+        total -= short
+        if rank == 0:
+            print(f"note: the last {short} token(s) are left out: a batch must give each of the {world_size} ranks "
+                  "at least one")
     cfg = SAETrainConfig(
-        total_tokens=args.tokens or cache.n_tokens, batch_size=args.batch_size, lr=args.lr, final_lr=args.final_lr,
+        total_tokens=total, batch_size=args.batch_size, lr=args.lr, final_lr=args.final_lr,
         warmup_steps=args.warmup_steps, sparsity_warmup_steps=args.sparsity_warmup_steps,
-        checkpoint_every=args.checkpoint_every, wandb=args.wandb,
+        checkpoint_every=args.checkpoint_every, wandb=args.wandb, precision=args.precision,
     )
-    total = cfg.total_tokens
     metrics = train_saes(
         saes,
-        lambda: exact_batches(lambda: cache.batches(hook, args.batch_size, shuffle=True, seed=args.seed),
-                              args.batch_size, total),
+        rank_stream(cache, hook, args.batch_size, total, args.seed),
         cfg,
         out_dir=out,
         eval_batches=lambda: _limit(cache.batches(hook, args.batch_size, shuffle=False), args.eval_tokens),
@@ -235,6 +276,8 @@ def _train(args: argparse.Namespace, out: Path) -> int:
         inputs={"activations": folder_input(args.activations, "activations")},
         settings={"seed": args.seed, "hook": hook},
     )
+    if rank != 0:
+        return 0
     summary = {
         "activations": str(args.activations), "hook": hook, "d_in": d_in, "width": args.width,
         "steps": cfg.total_steps, "batch_size": args.batch_size,

@@ -62,8 +62,9 @@ class Code(NamedTuple):
 
 
 def sparse_decode(indices: Tensor, values: Tensor, weight: Tensor) -> Tensor:
-    """``sum_j values[b, j] * weight[indices[b, j]]``: (batch, k), (batch, k), (n, d) -> (batch, d)."""
-    return F.embedding_bag(indices, weight, per_sample_weights=values, mode="sum")
+    """``sum_j values[b, j] * weight[indices[b, j]]``: (batch, k), (batch, k), (n, d) -> (batch, d), in ``weight``'s
+    dtype (under bfloat16 autocast ``values`` may come in bfloat16)."""
+    return F.embedding_bag(indices, weight, per_sample_weights=values.to(weight.dtype), mode="sum")
 
 
 class SAE(nn.Module):
@@ -134,6 +135,12 @@ class SAE(nn.Module):
         re-initialises some and returns their indices (the trainer then clears their optimiser state along
         :meth:`latent_parameters` and their dead counters). None (the default): nothing resampled."""
         return None
+
+    def resample_due(self, step: int, total_steps: int) -> bool:
+        """Whether :meth:`resample` may re-initialise latents after ``step``: a trainer spread over several processes
+        gathers every process's rows for it only then. By default: at every step when the architecture has its own
+        ``resample``, never otherwise."""
+        return type(self).resample is not SAE.resample
 
     def latent_parameters(self) -> list[tuple[nn.Parameter, int]]:
         """(parameter, dimension indexed by latent) of every parameter with one slice per latent."""

@@ -201,10 +201,13 @@ class SpaDESAE(SAE):
     def latent_parameters(self) -> list[tuple[nn.Parameter, int]]:
         return [(self.W_dec, 0), (self.prototypes, 0)]
 
+    def resample_due(self, step: int, total_steps: int) -> bool:
+        every = self.cfg.resample_every
+        return bool(every) and (step + 1) % every == 0 and step + 1 <= self.cfg.resample_until * total_steps
+
     @torch.no_grad()
     def resample(self, x: Tensor, x_hat: Tensor, dead_mask: Tensor, step: int, total_steps: int) -> Tensor | None:
-        every = self.cfg.resample_every
-        if not every or (step + 1) % every or step + 1 > self.cfg.resample_until * total_steps:
+        if not self.resample_due(step, total_steps):
             return None
         dead = dead_mask.to(self.prototypes.device).nonzero(as_tuple=True)[0]  # (m,)
         if dead.numel() == 0:

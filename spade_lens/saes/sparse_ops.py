@@ -49,7 +49,8 @@ class GatheredDot(torch.autograd.Function):
         x, weight, idx = ctx.saved_tensors
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.functional.embedding_bag(idx, weight, per_sample_weights=grad, mode="sum")
+            grad_x = torch.nn.functional.embedding_bag(idx, weight, per_sample_weights=grad.to(weight.dtype),
+                                                       mode="sum")
         if ctx.needs_input_grad[1]:
             grad_w = sparse_transpose_matmul(idx, grad, x, weight.shape[0])
         return grad_x, grad_w, None, None

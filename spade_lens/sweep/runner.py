@@ -12,6 +12,10 @@ The settings of one seed train side by side on the same batches (shuffled with t
 data, so a sweep of S seeds takes S passes. A setting whose ``results/<setting>.json`` exists with the same recipe
 is never trained again (a different recipe stops the sweep and says which field differs); an interrupted pass
 resumes from its checkpoint; an SAE saved but not yet probed is probed without training.
+
+Under ``torchrun --nproc-per-node N`` every pass trains on the N ranks together (each reads its own share of the
+training cache, ``batch_size`` stays the combined batch; see :mod:`spade_lens.training.distributed`); rank 0 plans
+the sweep, saves the SAEs, probes them and writes results and report, the other ranks train and return.
 """
 
 from __future__ import annotations
@@ -233,9 +237,11 @@ def _probe(saes: Mapping[str, Any], sets: Mapping[str, Any], views: Mapping[str,
 def _train_pass(group: list[SweepSetting], cfg: SweepConfig, train: Any, hook: str, folder: Path, device: Any,
                 progress: bool, say: Say) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Train the settings of one seed side by side; returns (name -> trained SAE, name -> training metrics)."""
+    from hooks.distributed import from_main, ranks
     from spade_lens.saes import create_sae
     from spade_lens.training import SAETrainConfig, load_checkpoint, train_saes
     from spade_lens.training.checkpoint import checkpoint_path
+    from spade_lens.training.distributed import per_rank_batch
 
     seed = group[0].seed
     model_name = str((train.metadata.get("model") or {}).get("name", ""))
@@ -246,18 +252,24 @@ def _train_pass(group: list[SweepSetting], cfg: SweepConfig, train: Any, hook: s
     lr_scale = {s.name: float(s.train_value("lr_scale", cfg.lr_scale.get(s.arch, 1.0))) for s in group}
     train_cfg = SAETrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, lr_scale=lr_scale,
                                checkpoint_every=cfg.checkpoint_every, save_saes=False)
-    resume = False
-    if checkpoint_path(folder).is_file():
-        state = load_checkpoint(folder)
-        if sorted(state["saes"]) == sorted(saes) and state.get("config") == train_cfg.to_dict():
-            resume = True
-        else:
+
+    def resumable() -> bool:  # decided on rank 0, which holds the folder
+        if checkpoint_path(folder).is_file():
+            state = load_checkpoint(folder)
+            if sorted(state["saes"]) == sorted(saes) and state.get("config") == train_cfg.to_dict():
+                return True
             say(f"      {folder}: its checkpoint holds other settings; starting this pass afresh")
             checkpoint_path(folder).unlink()
+        return False
+
+    resume = from_main(resumable, SpadeLensError)
     say(f"      seed {seed}: {len(group)} settings side by side, {cfg.steps} steps"
         f"{' (resumed)' if resume else ''}")
-    metrics = train_saes(saes, lambda: train.batches(hook, cfg.batch_size, shuffle=True, seed=seed), train_cfg,
-                         out_dir=folder, progress=progress, resume=resume)
+    rank, world_size = ranks()
+    batch = per_rank_batch(cfg.batch_size, rank, world_size)  # this rank's share of each combined batch
+    metrics = train_saes(saes, lambda: train.batches(hook, batch, shuffle=True, seed=seed, rank=rank,
+                                                     world_size=world_size),
+                         train_cfg, out_dir=folder, progress=progress, resume=resume)
     for sae in saes.values():
         sae.eval()
     return saes, metrics
@@ -271,6 +283,7 @@ def train_pass_job(group: list[SweepSetting], cfg: SweepConfig, train: Any, hook
     Runs in the caller's process or in a worker process (then ``train`` and ``root`` are paths and ``threads`` its
     torch threads)."""
     from hooks import ActivationCache
+    from hooks.distributed import ranks
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -287,9 +300,10 @@ def train_pass_job(group: list[SweepSetting], cfg: SweepConfig, train: Any, hook
     folder = root / "train" / (f"seed-{seed}" if part is None else f"seed-{seed}-part{part}")
     start = time.perf_counter()
     saes, metrics = _train_pass(group, cfg, cache, hook, folder, device, progress, tell)
-    for name, sae in saes.items():
-        sae.save(root / "saes" / name)
-    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    if ranks()[0] == 0:  # under torchrun, rank 0 writes
+        for name, sae in saes.items():
+            sae.save(root / "saes" / name)
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
     tell(f"      seed {seed}{'' if part is None else f' part {part}'}: trained {len(saes)} SAEs in "
          f"{time.perf_counter() - start:.0f} s")
     return metrics, lines
@@ -318,8 +332,10 @@ def run_sweep(
     (``balanced``), in every view of ``cfg.views``. ``jobs``: training processes at once, each with its share of
     the CPU threads; each seed's settings are then dealt into ``jobs`` parts, each part one pass over the data (the
     same SAEs as one pass per seed: every SAE sees the same batches either way). ``say`` gets one line per pass and
-    per finished setting.
+    per finished setting. Under ``torchrun`` (see the module doc) call it on every rank; ranks other than 0 return
+    a result without probes (``results``, ``points`` and ``bands`` empty).
     """
+    from hooks.distributed import from_main, ranks
     from hooks.folders import writing
     from spade_lens.devices import check_device
     from spade_lens.provenance import check_target
@@ -332,6 +348,10 @@ def run_sweep(
         raise SpadeLensError("settings: expected a non-empty list of SweepSetting (see spade_lens.sweep.expand_grid)")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise SpadeLensError(f"jobs: received {jobs!r}; expected a positive integer")
+    rank, world_size = ranks()
+    if world_size > 1 and jobs > 1:
+        raise SpadeLensError(f"jobs: received {jobs} under torchrun ({world_size} ranks); expected 1 (the ranks "
+                             "train each pass together)")
     train, evaluation = resolve_caches(activations, eval_activations)
     hook = _pick_hook(train, evaluation, hook)
     names = evaluation.label_names.get(cfg.label)
@@ -340,26 +360,26 @@ def run_sweep(
                              f"{evaluation.label_columns}")
     views = _views(cfg, names)
     device = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
-    root = check_target(out, "sweep", arg="out", inputs=[train.path, evaluation.path])
+    root = from_main(lambda: check_target(out, "sweep", arg="out", inputs=[train.path, evaluation.path]),
+                     SpadeLensError)
+    if rank != 0:  # trains its share of every pass; rank 0 holds the folder
+        return _sweep(train, evaluation, settings, cfg, root, hook, names, views, device, False, plots, 1, _quiet)
     with writing(root, what=f"out {str(root)!r}", error=SpadeLensError):
         return _sweep(train, evaluation, settings, cfg, root, hook, names, views, device, progress, plots, jobs,
                       say)
 
 
-def _sweep(train: Any, evaluation: Any, settings: list[SweepSetting], cfg: SweepConfig, root: Path, hook: str,
-           names: list[str] | None, views: dict[str, Any], device: Any, progress: bool, plots: bool, jobs: int,
-           say: Say) -> SweepResult:
-    """The body of :func:`run_sweep`, inside its one-writer lock on ``root``."""
+def _plan(train: Any, evaluation: Any, settings: list[SweepSetting], cfg: SweepConfig, root: Path, hook: str,
+          recipes: dict[str, Any], jobs: int, say: Say) -> tuple[dict[str, Any], list[SweepSetting], list[Any]]:
+    """(name -> result of the settings already done, the settings to probe, the training passes (seed, part,
+    settings)); writes the sweep's provenance first (an interrupted sweep is still a sweep folder)."""
     from spade_lens.provenance import folder_input, provenance_record, write_provenance
-    from spade_lens.saes import load_sae
-
 
     root.mkdir(parents=True, exist_ok=True)
-    write_provenance(root, provenance_record(  # first: an interrupted sweep is still a sweep folder
+    write_provenance(root, provenance_record(
         "sweep", inputs={"activations": folder_input(train.path, "activations"),
                          "eval_activations": folder_input(evaluation.path, "activations")},
         settings={"config": cfg.to_dict(), "hook": hook}))
-    recipes = {s.name: _json_safe(recipe(s, cfg, hook, train, evaluation, views)) for s in settings}
     done: dict[str, dict[str, Any]] = {}
     for s in settings:
         old = _read_result(root / "results" / f"{s.name}.json")
@@ -372,15 +392,26 @@ def _sweep(train: Any, evaluation: Any, settings: list[SweepSetting], cfg: Sweep
         done[s.name] = old
     pending = [s for s in settings if s.name not in done]
     say(f"sweep: {len(settings)} settings ({len(done)} done, {len(pending)} to train) -> {root}")
-
-    trained: list[str] = []
-    metrics: dict[str, dict[str, float]] = {}
     by_seed = {seed: [s for s in pending if s.seed == seed and not (root / "saes" / s.name / "cfg.json").is_file()]
                for seed in sorted({s.seed for s in pending})}
     # With jobs > 1, each seed's settings are dealt round-robin into `jobs` parts (balanced across architectures),
     # so the workers stay busy even when the seeds do not divide evenly among them.
     passes = [(seed, part if jobs > 1 else None, group[part::jobs] if jobs > 1 else group)
               for seed, group in by_seed.items() for part in range(min(jobs, len(group)))]
+    return done, pending, passes
+
+
+def _sweep(train: Any, evaluation: Any, settings: list[SweepSetting], cfg: SweepConfig, root: Path, hook: str,
+           names: list[str] | None, views: dict[str, Any], device: Any, progress: bool, plots: bool, jobs: int,
+           say: Say) -> SweepResult:
+    """The body of :func:`run_sweep`, inside its one-writer lock on ``root`` (on rank 0 under torchrun)."""
+    from hooks.distributed import from_main, ranks
+    from spade_lens.saes import load_sae
+
+    recipes = {s.name: _json_safe(recipe(s, cfg, hook, train, evaluation, views)) for s in settings}
+    done, pending, passes = from_main(lambda: _plan(train, evaluation, settings, cfg, root, hook, recipes, jobs, say),
+                                      SpadeLensError)
+    metrics: dict[str, dict[str, float]] = {}
     workers = min(jobs, len(passes))
     if workers > 1:  # one pass per process, each on its share of the CPU threads
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -398,6 +429,8 @@ def _sweep(train: Any, evaluation: Any, settings: list[SweepSetting], cfg: Sweep
             found, lines = train_pass_job(group, cfg, train, hook, root, device, None, progress, say, part=part)
             metrics.update(found)
     trained = [s.name for _, _, group in passes for s in group]
+    if ranks()[0] != 0:
+        return SweepResult(out=root, results=[], points=[], bands={}, trained=trained, report_dir=root / "report")
 
     sets = None
     for seed in sorted({s.seed for s in pending}):

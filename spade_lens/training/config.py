@@ -8,10 +8,15 @@ the architectures (their own configs hold their coefficients) nor of devices (re
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from spade_lens.errors import SpadeLensError
 from spade_lens.saes.config import check_non_negative, check_positive
+from spade_lens.training.precision import PRECISIONS
+
+_MISSING = object()
+_ADDED_LATER: dict[str, Any] = {"precision": "float32"}
+"""Fields added after the first release -> their defaults (left out of :meth:`SAETrainConfig.to_dict` then)."""
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -66,6 +71,9 @@ class SAETrainConfig:
     """Also log to Weights & Biases, if the ``wandb`` package is importable (otherwise a warning)."""
     wandb_project: str = "spade-lens"
     """Weights & Biases project name."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """``bfloat16``: forward passes under ``torch.autocast`` in bfloat16 (matmuls in bfloat16; weights, gradients,
+    optimiser state and losses in float32; see :mod:`spade_lens.training.precision`)."""
 
     def __post_init__(self) -> None:
         if (self.total_tokens is None) == (self.steps is None):
@@ -100,6 +108,8 @@ class SAETrainConfig:
         _check_int("checkpoint_every", self.checkpoint_every, 0)
         if not isinstance(self.wandb_project, str) or not self.wandb_project:
             raise SpadeLensError(f"wandb_project must be a non-empty str, got {self.wandb_project!r}")
+        if self.precision not in PRECISIONS:
+            raise SpadeLensError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
 
     @property
     def total_steps(self) -> int:
@@ -115,5 +125,6 @@ class SAETrainConfig:
         return self.lr / 100 if self.final_lr is None else float(self.final_lr)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of the fields."""
-        return asdict(self)
+        """Plain JSON-able dict of the fields; a field added after the first release is left out while it has its
+        default, so the settings recorded by earlier versions (checkpoints, provenance) still match."""
+        return {k: v for k, v in asdict(self).items() if _ADDED_LATER.get(k, _MISSING) != v}

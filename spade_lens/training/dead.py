@@ -24,8 +24,14 @@ class DeadLatentTracker:
     def update(self, z: Tensor) -> Tensor:
         """Count a batch of latents ``z`` (batch, d_sae); returns the bool (d_sae,) mask of latents that fired."""
         fired = z.amax(0) > ACTIVE_THRESHOLD  # (d_sae,): one reduction, no (batch, d_sae) bool temporary
-        self.tokens_since_fired.add_(z.shape[0]).masked_fill_(fired, 0)
+        self.update_fired(fired, z.shape[0])
         return fired
+
+    @torch.no_grad()
+    def update_fired(self, fired: Tensor, n_tokens: int) -> None:
+        """Count a batch of ``n_tokens`` tokens on which the latents of the bool (d_sae,) mask ``fired`` fired (the
+        form several ranks agree on: their combined batch)."""
+        self.tokens_since_fired.add_(int(n_tokens)).masked_fill_(fired.to(self.tokens_since_fired.device), 0)
 
     @torch.no_grad()
     def revive(self, latents: Tensor) -> None:

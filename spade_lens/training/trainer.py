@@ -3,7 +3,8 @@
 Every batch goes to every SAE; each SAE has its own Adam optimiser and steps on
 ``mse_loss + s * sparsity_loss + aux_loss`` (``s`` the sparsity-coefficient warmup), with the learning rate of
 :func:`~spade_lens.training.schedule.learning_rate`, global grad-norm clipping, then ``sae.post_step()``. The
-trainer knows no architecture: logging, evaluation and checkpoints hang off the loop.
+trainer knows no architecture: logging, evaluation and checkpoints hang off the loop. Across several processes
+(``torchrun``) the ranks agree through :mod:`spade_lens.training.distributed`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from spade_lens.metrics import evaluate_sae, l0, nmse
 from spade_lens.training.checkpoint import load_checkpoint, save_checkpoint
 from spade_lens.training.config import SAETrainConfig
 from spade_lens.training.dead import DeadLatentTracker
+from spade_lens.training.distributed import TrainGroup, current_group
 from spade_lens.training.log import RunLog
+from spade_lens.training.precision import autocast
 from spade_lens.training.schedule import learning_rate, sparsity_coefficient
 from spade_lens.training.stream import BatchSource, as_activations, batch_stream, estimate_normalization, peek
 
@@ -79,24 +82,27 @@ def _check_finite(x: Tensor, step: int, names: str) -> None:
 
 
 @contextmanager
-def _deferred_sigint() -> Iterator[list[bool]]:
+def _deferred_sigint(distributed: bool = False) -> Iterator[list[bool]]:
     """While inside, a first Ctrl-C only sets a flag (checked between steps, so checkpoints are consistent);
-    a second one interrupts at once."""
+    a second one interrupts at once. ``distributed``: SIGTERM too sets the flag, and further signals only set it
+    (``torchrun`` passes the signal on to every rank; the ranks agree on the step to stop at)."""
     flag: list[bool] = []
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if flag:
+        if flag and not distributed:
             raise KeyboardInterrupt
         flag.append(True)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    kinds = (signal.SIGINT, signal.SIGTERM) if distributed else (signal.SIGINT,)
+    previous = {kind: signal.signal(kind, handler) for kind in kinds}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for kind, old in previous.items():
+            signal.signal(kind, old)
 
 
 def _batch_nmse(x: Tensor, x_hat: Tensor) -> float:
@@ -107,41 +113,59 @@ def _batch_nmse(x: Tensor, x_hat: Tensor) -> float:
         return float("nan")
 
 
-def _train_step(slot: _Slot, x: Tensor, step: int, cfg: SAETrainConfig, want_stats: bool) -> None:
-    """One optimiser step of one SAE on raw activations ``x`` (batch, d_in)."""
+def _train_step(slot: _Slot, x: Tensor, step: int, cfg: SAETrainConfig, want_stats: bool,
+                group: TrainGroup, rows: int) -> None:
+    """One optimiser step of one SAE on raw activations ``x`` (batch, d_in), this rank's part of a combined batch
+    of ``rows`` rows (see :mod:`~spade_lens.training.distributed`; one process: ``rows == len(x)``)."""
     start = time.perf_counter()
     lr, s = learning_rate(step, cfg) * cfg.lr_scale.get(slot.name, 1.0), sparsity_coefficient(step, cfg)
-    for group in slot.optimizer.param_groups:
-        group["lr"] = lr
-    out = slot.sae(x, dead_mask=slot.dead.dead_mask)
+    for param_group in slot.optimizer.param_groups:
+        param_group["lr"] = lr
+    with autocast(slot.device, cfg.precision):
+        out = slot.sae(x, dead_mask=slot.dead.dead_mask)
     loss = out.mse_loss + s * out.sparsity_loss + out.aux_loss
-    if not bool(torch.isfinite(loss)):  # the one sync per step; non-finite activations always end up here
+    finite = bool(torch.isfinite(loss))  # the one sync per step; non-finite activations always end up here
+    slot.optimizer.zero_grad(set_to_none=True)
+    if finite:
+        loss.backward()
+    z = out.z.detach()
+    fired, all_finite = group.reduce_step(slot.sae, z, finite, x.shape[0] / rows)
+    if not all_finite:
+        if finite:
+            raise SpadeLensError(f"non-finite loss at step {step} for SAE {slot.name!r} on another rank; training "
+                                 "stopped, the last good checkpoint (if any) is kept")
         _check_finite(x, step, repr(slot.name))
         raise SpadeLensError(
             f"non-finite loss at step {step} for SAE {slot.name!r}: loss={loss.item()}, mse_loss="
             f"{out.mse_loss.item()}, sparsity_loss={out.sparsity_loss.item()}, aux_loss={out.aux_loss.item()}; "
             "training stopped, the last good checkpoint (if any) is kept"
         )
-    slot.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(slot.sae.parameters(), cfg.grad_clip)
     slot.optimizer.step()
     slot.sae.post_step()
-    z = out.z.detach()
-    slot.dead.update(z)
-    resampled = slot.sae.resample(x, out.x_hat.detach(), slot.dead.dead_mask, step, cfg.total_steps)
+    slot.dead.update_fired(fired, rows)
+    x_hat = out.x_hat.detach()
+    if group.world_size == 1:
+        resampled = slot.sae.resample(x, x_hat, slot.dead.dead_mask, step, cfg.total_steps)
+    elif slot.sae.resample_due(step, cfg.total_steps):  # the same decision on every rank, from every rank's rows
+        resampled = slot.sae.resample(group.gather_rows(x), group.gather_rows(x_hat), slot.dead.dead_mask, step,
+                                      cfg.total_steps)
+    else:
+        resampled = None
     if resampled is not None and resampled.numel():
         _clear_optimizer_rows(slot, resampled)
         slot.dead.revive(resampled)
     if want_stats:
         slot.last = {
-            "loss": loss.item(),
-            "mse_loss": out.mse_loss.item(),
-            "sparsity_loss": out.sparsity_loss.item(),
-            "aux_loss": out.aux_loss.item(),
-            "l0": l0(z),
-            "nmse": _batch_nmse(x, out.x_hat),
+            **group.mean_stats({
+                "loss": loss.item(),
+                "mse_loss": out.mse_loss.item(),
+                "sparsity_loss": out.sparsity_loss.item(),
+                "aux_loss": out.aux_loss.item(),
+                "l0": l0(z),
+                "nmse": _batch_nmse(x, out.x_hat),
+            }, x.shape[0] / rows),
             "dead_fraction": slot.dead.dead_fraction(),
             "lr": lr,
             "sparsity_coefficient": s,
@@ -213,6 +237,17 @@ def _evaluate(slots: list[_Slot], eval_batches: BatchSource, step: int, tokens: 
     return records
 
 
+def _next_batch(stream: Iterator[Any], step: int, slots: list[_Slot]) -> Tensor | None:
+    """The next (batch, d_in) activations of ``stream``, None when it has ended."""
+    try:
+        batch = next(stream)
+    except StopIteration:
+        return None
+    x = as_activations(batch, step)
+    _check_width(x, step, slots)
+    return x
+
+
 def _make_slot(name: str, sae: nn.Module, cfg: SAETrainConfig) -> _Slot:
     param = next(sae.parameters())
     optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas))
@@ -220,14 +255,23 @@ def _make_slot(name: str, sae: nn.Module, cfg: SAETrainConfig) -> _Slot:
     return _Slot(name, sae, optimizer, DeadLatentTracker(sae.cfg.d_sae, cfg.dead_window_tokens, param.device))
 
 
-def _normalize(slots: list[_Slot], stream: Iterator[Any], cfg: SAETrainConfig, norm_stats: Any) -> Iterator[Any]:
+def _head(slots: list[_Slot], stream: Iterator[Any], cfg: SAETrainConfig,
+          group: TrainGroup) -> tuple[list[Tensor], Iterator[Any]]:
+    """(The first ``cfg.norm_batches`` batches of every rank, gathered in rank order; the stream, head still in)."""
+    head, stream = peek(stream, cfg.norm_batches)
+    head_acts = [as_activations(b, i) for i, b in enumerate(head)]
+    for i, x in enumerate(head_acts):
+        _check_width(x, i, slots)
+    return group.gather_batches(head_acts, slots[0].sae.cfg.d_in), stream
+
+
+def _normalize(slots: list[_Slot], stream: Iterator[Any], cfg: SAETrainConfig, norm_stats: Any,
+               group: TrainGroup) -> Iterator[Any]:
     """Give every SAE the normalisation (``norm_stats`` or estimated from the stream's head); returns the stream
     (the head batches are still in it)."""
     if norm_stats is None:
-        head, stream = peek(stream, cfg.norm_batches)
-        head_acts = [as_activations(b, i) for i, b in enumerate(head)]
+        head_acts, stream = _head(slots, stream, cfg, group)
         for i, x in enumerate(head_acts):
-            _check_width(x, i, slots)
             _check_finite(x, i, ", ".join(repr(s.name) for s in slots))
         mean, scale = estimate_normalization(head_acts)
     elif isinstance(norm_stats, tuple) and len(norm_stats) == 2:
@@ -243,14 +287,18 @@ def _normalize(slots: list[_Slot], stream: Iterator[Any], cfg: SAETrainConfig, n
     return stream
 
 
-def _init_from_data(slots: list[_Slot], stream: Iterator[Any], cfg: SAETrainConfig) -> Iterator[Any]:
-    """Give every SAE the head of the stream (``cfg.norm_batches`` batches) for its data-dependent initialisation
-    (:meth:`~spade_lens.saes.base.SAE.init_from_batch`); returns the stream with the head still in it."""
-    head, stream = peek(stream, cfg.norm_batches)
+def _init_from_data(slots: list[_Slot], stream: Iterator[Any], cfg: SAETrainConfig,
+                    group: TrainGroup) -> Iterator[Any]:
+    """Give every SAE the head of the stream (``cfg.norm_batches`` batches, of every rank) for its data-dependent
+    initialisation (:meth:`~spade_lens.saes.base.SAE.init_from_batch`); returns the stream with the head still in
+    it. With several ranks, every rank then takes rank 0's weights (the same by construction; now exactly)."""
+    head, stream = _head(slots, stream, cfg, group)
     if head:
-        x = torch.cat([as_activations(b, i) for i, b in enumerate(head)])
+        x = torch.cat(head)
         for slot in slots:
             slot.sae.init_from_batch(x.to(slot.device))
+    for slot in slots:
+        group.broadcast_module(slot.sae)
     return stream
 
 
@@ -279,6 +327,10 @@ def train_saes(
     ``inputs``, ``settings``: recorded with the training config and the SAEs' configs in
     ``out_dir/provenance.json`` (kind ``saes``) when the SAEs are saved.
 
+    In a process group of several ranks (``torchrun``, see :mod:`spade_lens.training.distributed`) every rank
+    calls this with its own ``batches``; each step is the step on the rows of all ranks together, and only rank 0
+    writes files and evaluates.
+
     Returns name -> final metrics: the last step's loss terms, l0, nmse, dead_fraction, lr, plus steps, tokens,
     tokens_per_s (this SAE's own step time) and, with ``eval_batches``, ``eval_l0``, ``eval_nmse``,
     ``eval_explained_variance``, ``eval_dead_fraction``.
@@ -293,9 +345,10 @@ def train_saes(
     if unknown:
         raise SpadeLensError(f"SAETrainConfig.lr_scale: {unknown} are not SAEs of this run; expected some of {sorted(saes)}")
     slots = [_make_slot(name, sae, cfg) for name, sae in saes.items()]
+    group = current_group()  # the ranks of a torchrun launch, or this process alone
     step, tokens = 0, 0
     if resume:
-        state = load_checkpoint(out)
+        state = group.from_main(lambda: load_checkpoint(out))
         changed = sorted(k for k, v in cfg.to_dict().items() if state.get("config", {}).get(k) != v)
         if changed:
             warnings.warn(f"resuming with a config that differs from the checkpoint's in {changed}", stacklevel=2)
@@ -303,30 +356,33 @@ def train_saes(
     stream = batch_stream(batches, skip=step)
     if not resume:
         if cfg.normalize:
-            stream = _normalize(slots, stream, cfg, norm_stats)
-        stream = _init_from_data(slots, stream, cfg)
+            stream = _normalize(slots, stream, cfg, norm_stats, group)
+        stream = _init_from_data(slots, stream, cfg, group)
 
     total = cfg.total_steps
-    log = RunLog(out, total_steps=total, start_step=step, progress=progress, use_wandb=cfg.wandb,
-                 wandb_project=cfg.wandb_project, config=cfg.to_dict())
+    writes = out if group.is_main else None  # only rank 0 writes files
+    log = RunLog(writes, total_steps=total, start_step=step, progress=progress and group.is_main,
+                 use_wandb=cfg.wandb and group.is_main, wandb_project=cfg.wandb_project, config=cfg.to_dict())
+    evaluating = eval_batches is not None and group.is_main
     consistent = True
     try:
-        with _deferred_sigint() as interrupted:
+        with _deferred_sigint(group.world_size > 1) as interrupted:
             while step < total:
-                if interrupted:
+                x = None if interrupted else _next_batch(stream, step, slots)
+                status = group.step_status(0 if x is None else x.shape[0], bool(interrupted))
+                if status.interrupted:
                     raise KeyboardInterrupt
-                try:
-                    batch = next(stream)
-                except StopIteration:
-                    warnings.warn(f"batches ran out after {step} of {total} steps; stopping early", stacklevel=2)
+                if status.ended or x is None:
+                    where = " on some rank" if group.world_size > 1 else ""
+                    warnings.warn(f"batches ran out{where} after {step} of {total} steps; stopping early",
+                                  stacklevel=2)
                     break
-                x = as_activations(batch, step)
-                _check_width(x, step, slots)
                 want_stats = (step + 1) % cfg.log_every == 0 or step + 1 == total
                 consistent = False
                 for slot in slots:
-                    _train_step(slot, x.to(slot.device, non_blocking=True), step, cfg, want_stats)
-                step, tokens = step + 1, tokens + x.shape[0]
+                    _train_step(slot, x.to(slot.device, non_blocking=True), step, cfg, want_stats, group,
+                                status.rows)
+                step, tokens = step + 1, tokens + status.rows
                 consistent = True
                 log.advance()
                 if want_stats:
@@ -335,15 +391,15 @@ def train_saes(
                          "tokens_per_s": tokens / max(s.seconds, 1e-9)}
                         for s in slots
                     ])
-                if eval_batches is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                if evaluating and cfg.eval_every and step % cfg.eval_every == 0 and step < total:
                     log.write(_evaluate(slots, eval_batches, step, tokens))
-                if out is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    save_checkpoint(out, _state(slots, step, tokens, cfg))
-            final_eval = _evaluate(slots, eval_batches, step, tokens) if eval_batches is not None else []
+                if writes is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    save_checkpoint(writes, _state(slots, step, tokens, cfg))
+            final_eval = _evaluate(slots, eval_batches, step, tokens) if evaluating else []
             log.write(final_eval)
     except KeyboardInterrupt:
-        if out is not None and consistent:
-            save_checkpoint(out, _state(slots, step, tokens, cfg))
+        if writes is not None and consistent:
+            save_checkpoint(writes, _state(slots, step, tokens, cfg))
         raise
     finally:
         log.close()
@@ -356,10 +412,10 @@ def train_saes(
         results[record["sae"]].update(
             {f"eval_{k}": v for k, v in record.items() if k not in ("kind", "step", "tokens", "sae", "n_tokens")}
         )
-    if out is not None and cfg.save_saes:
+    if writes is not None and cfg.save_saes:
         for slot in slots:
-            slot.sae.save(out / slot.name)
-        _write_provenance(out, slots, cfg, inputs, settings)
+            slot.sae.save(writes / slot.name)
+        _write_provenance(writes, slots, cfg, inputs, settings)
     return results
 
 
