@@ -24,8 +24,9 @@ import torch
 
 class BareLoop:
     """The training step as it was before the packed loss (issue 14), on its own model: TransformerLens' forward in
-    float32, clipping, AdamW with torch's default (foreach) implementation; no scheduler, progress bar, evaluation
-    or checkpoints. Measures tokens/s."""
+    float32, clipping, AdamW with torch's default (foreach) implementation, under torch's deterministic mode with
+    its default NaN-filling of new tensors (as the trainer ran then); no scheduler, progress bar, evaluation or
+    checkpoints. Measures tokens/s."""
 
     def __init__(self, model, cfg) -> None:
         from spade_lens.lm.optim import param_groups
@@ -38,15 +39,22 @@ class BareLoop:
     def run(self, batches) -> None:
         from spade_lens.lm.data import lm_loss, lm_targets
 
+        fill = torch.utils.deterministic.fill_uninitialized_memory
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = True
         start = time.perf_counter()
-        for batch in batches:
-            loss = lm_loss(self.model(batch.tokens), lm_targets(batch.tokens, batch.lengths))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
-            self.tokens += int(batch.lengths.sum())
-        self.seconds += time.perf_counter() - start
+        try:
+            for batch in batches:
+                loss = lm_loss(self.model(batch.tokens), lm_targets(batch.tokens, batch.lengths))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                self.optimizer.step()
+                self.tokens += int(batch.lengths.sum())
+        finally:
+            self.seconds += time.perf_counter() - start
+            torch.use_deterministic_algorithms(False)
+            torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def main() -> None:
