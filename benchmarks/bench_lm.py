@@ -1,11 +1,12 @@
-"""Benchmark of the small LM: time to 99% grammatical samples, and throughput against a bare TransformerLens loop.
+"""Benchmark of the small LM: time to 99% grammatical samples, and throughput against the step before issue 14.
 
 Trains the default :class:`LMConfig` with the default :class:`LMTrainConfig` (what ``spade-lens train-lm`` does:
 progress bar, validation losses, checkpoints) on a fresh ``english`` corpus, judging 1,000 samples every
 ``--judge-every`` steps. Prints the time to reach 99%, the final rate, tokens per second (real tokens, padding
 excluded), the loss on fresh grammar sentences beside the grammar's entropy per token, and the ratio of our
-throughput to a bare loop's (same model, same batches, same AdamW and clipping; no scheduler, progress bar,
-evaluation or checkpoints). The bare loop runs as short probes interleaved with training (at every judging
+throughput to a reference loop's: the step as it was before issue 14 (TransformerLens' forward in float32, AdamW's
+default implementation; same model size, same batches, same clipping; no scheduler, progress bar, evaluation or
+checkpoints). The reference loop runs as short probes interleaved with training (at every judging
 point, on its own model), so both see the same machine load; judging and probes are not counted as training.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_lm.py                 # defaults
@@ -22,27 +23,38 @@ import torch
 
 
 class BareLoop:
-    """A plain forward/backward/clip/AdamW loop over given batches, on its own model; measures tokens/s."""
+    """The training step as it was before the packed loss (issue 14), on its own model: TransformerLens' forward in
+    float32, clipping, AdamW with torch's default (foreach) implementation, under torch's deterministic mode with
+    its default NaN-filling of new tensors (as the trainer ran then); no scheduler, progress bar, evaluation or
+    checkpoints. Measures tokens/s."""
 
     def __init__(self, model, cfg) -> None:
-        from spade_lens.lm.optim import make_optimizer
+        from spade_lens.lm.optim import param_groups
 
         self.model, self.cfg = model.train(), cfg
-        self.optimizer = make_optimizer(model, cfg)
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                                           betas=(cfg.beta1, cfg.beta2))
         self.tokens, self.seconds = 0, 0.0
 
     def run(self, batches) -> None:
         from spade_lens.lm.data import lm_loss, lm_targets
 
+        fill = torch.utils.deterministic.fill_uninitialized_memory
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = True
         start = time.perf_counter()
-        for batch in batches:
-            loss = lm_loss(self.model(batch.tokens), lm_targets(batch.tokens, batch.lengths))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
-            self.tokens += int(batch.lengths.sum())
-        self.seconds += time.perf_counter() - start
+        try:
+            for batch in batches:
+                loss = lm_loss(self.model(batch.tokens), lm_targets(batch.tokens, batch.lengths))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                self.optimizer.step()
+                self.tokens += int(batch.lengths.sum())
+        finally:
+            self.seconds += time.perf_counter() - start
+            torch.use_deterministic_algorithms(False)
+            torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def main() -> None:
@@ -63,7 +75,8 @@ def main() -> None:
     parser.add_argument("--judge-every", type=int, default=250)
     parser.add_argument("--judge-from", type=int, default=500, help="first step judged")
     parser.add_argument("--n-judge", type=int, default=1000)
-    parser.add_argument("--probe-steps", type=int, default=25, help="bare-loop steps per probe")
+    parser.add_argument("--probe-steps", type=int, default=25, help="reference-loop steps per probe")
+    parser.add_argument("--precision", default=defaults.precision, choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--show-bad", type=int, default=0, help="print this many ungrammatical samples")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
@@ -79,7 +92,8 @@ def main() -> None:
           f"longest {corpus.metadata['max_seq_len']} tokens")
     train_cfg = LMTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                               warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
-                              sort_window=args.sort_window, min_lr_ratio=args.min_lr_ratio, seed=args.seed)
+                              sort_window=args.sort_window, min_lr_ratio=args.min_lr_ratio, seed=args.seed,
+                              precision=args.precision)
     lm_cfg = resolve_config(LMConfig(), longest_sequence=corpus.metadata["max_seq_len"],
                             vocab_size=len(corpus.tokenizer))
 
@@ -133,8 +147,8 @@ def main() -> None:
     print(f"loss on fresh grammar sentences: {final.loss:.4f} nats/token; grammar entropy per token "
           f"{final.entropy:.4f} (difference {final.loss - final.entropy:+.4f}; the entropy counts parses, so it "
           "is an upper bound on the string entropy of this ambiguous grammar)")
-    print(f"throughput: ours {ours:,.0f} tokens/s, bare loop {bare_rate:,.0f} tokens/s "
-          f"({bare.tokens:,} tokens in interleaved probes); ratio ours/bare {ours / bare_rate:.3f}")
+    print(f"throughput: ours {ours:,.0f} tokens/s, the step before issue 14 {bare_rate:,.0f} tokens/s "
+          f"({bare.tokens:,} tokens in interleaved probes); ratio ours/before {ours / bare_rate:.3f}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import shutil
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,11 @@ from spade_lens._determinism import deterministic_on_cpu
 from spade_lens.devices import check_device, check_fits
 from spade_lens.errors import SpadeLensError
 from spade_lens.lm.checkpoint import CHECKPOINT_DIR, STATE_FILE, load_checkpoint, save_checkpoint
-from spade_lens.lm.config import RESULT_FIELDS, LMConfig, LMTrainConfig, resolve_config
+from spade_lens.lm.config import LEGACY_RESULT_VALUES, RESULT_FIELDS, LMConfig, LMTrainConfig, resolve_config
 from spade_lens.lm.data import BatchOrder, TokenData, evaluate_loss, lm_loss, lm_targets, pad_sequences, take
 from spade_lens.lm.model import build_model, load_parameters, parameter_count
 from spade_lens.lm.optim import make_optimizer, make_scheduler
+from spade_lens.lm.packed import packed_loss, packed_supported, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +62,29 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self._old)
 
 
+def batch_loss(model: HookedTransformer, batch: TokenData, precision: str = "float32") -> torch.Tensor:
+    """Mean next-token loss of ``model`` on ``batch`` (tokens (b, L)), with gradients: :func:`packed_loss` where
+    :func:`packed_supported`, else TransformerLens' forward; the matmuls in bfloat16 when ``precision`` is
+    ``"bfloat16"`` (autocast)."""
+    device = model.W_E.device
+    tokens = batch.tokens.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        if packed_supported(model):
+            return packed_loss(model, tokens, batch.lengths)
+        logits = model(tokens)
+    return lm_loss(logits.float(), lm_targets(tokens, batch.lengths))
+
+
 def train_step(
     model: HookedTransformer,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     batch: TokenData,
     grad_clip: float,
+    precision: str = "float32",
 ) -> torch.Tensor:
     """One optimiser step on ``batch`` (tokens (b, L)); returns the detached mean loss per predicted token."""
-    tokens = batch.tokens.to(model.W_E.device)
-    loss = lm_loss(model(tokens), lm_targets(tokens, batch.lengths))
+    loss = batch_loss(model, batch, precision)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
@@ -85,10 +100,11 @@ def _check_resumable(state: dict[str, Any], lm_cfg: LMConfig, cfg: LMTrainConfig
         raise SpadeLensError(f"resume: the checkpoint in {str(folder)!r} was trained with LMConfig {saved_lm}, "
                              f"got {lm_cfg.to_dict()}; expected the same model config (or remove the checkpoint)")
     for name in RESULT_FIELDS:
-        if saved_train.get(name) != getattr(cfg, name):
+        saved = saved_train.get(name, LEGACY_RESULT_VALUES.get(name))
+        if saved != getattr(cfg, name):
             raise SpadeLensError(
                 f"resume: LMTrainConfig.{name} is {getattr(cfg, name)!r} but the checkpoint in {str(folder)!r} "
-                f"used {saved_train.get(name)!r}; expected the same value (or remove the checkpoint)"
+                f"used {saved!r}; expected the same value (or remove the checkpoint)"
             )
 
 
@@ -114,8 +130,11 @@ def fit(
 
     Returns ``[{"step", "train_loss", "val_loss"}, ...]`` at each validation (train_loss: running mean).
     On KeyboardInterrupt a checkpoint of the last completed step is written before re-raising.
+    ``cfg.precision`` "auto" is resolved for the model's device (:func:`resolve_precision`); checkpoints record
+    the precision used.
     """
     lm_config = lm_config or LMConfig()
+    cfg = replace(cfg, precision=resolve_precision(cfg.precision, model.W_E.device))
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
@@ -150,7 +169,8 @@ def fit(
         with _DeferredInterrupt() as interrupt, deterministic_on_cpu(model.W_E.device):
             while step < cfg.steps:
                 in_step = True
-                loss = train_step(model, optimizer, scheduler, take(train, order.indices(step)), cfg.grad_clip)
+                loss = train_step(model, optimizer, scheduler, take(train, order.indices(step)), cfg.grad_clip,
+                                  cfg.precision)
                 step, in_step = step + 1, False
                 running, n_running = running + float(loss), n_running + 1
                 last = step == cfg.steps
@@ -235,6 +255,7 @@ def train_lm(
                              "--tokenizer)")
     lm_cfg = lm_cfg or LMConfig()
     train_cfg = train_cfg or LMTrainConfig()
+    train_cfg = replace(train_cfg, precision=resolve_precision(train_cfg.precision, device))
     train_seqs = _corpus_tokens(corpus.dataset["train"])
     val_seqs = _corpus_tokens(corpus.dataset["validation"])
     if not train_seqs:
