@@ -73,3 +73,30 @@ def test_real_glibc_accepts_the_calls(monkeypatch):
         assert changed
         block = bytearray(80 << 20)  # above the mmap threshold: served from the heap inside
         del block
+
+
+def test_disabled_block_leaves_glibc_alone(glibc_calls):
+    with memory.reuse_freed_memory(enabled=False) as changed:
+        assert not changed
+    assert glibc_calls == []
+
+
+@pytest.mark.parametrize(("width", "batch", "expected"), [(256, 64, False), (2048, 4096, True)])
+def test_trainer_changes_the_policy_only_for_large_temporaries(monkeypatch, width, batch, expected):
+    import torch
+
+    from spade_lens.saes import create_sae
+    from spade_lens.training import SAETrainConfig, train_saes
+
+    seen = []
+    real = memory.reuse_freed_memory
+
+    def spy(enabled=True):
+        seen.append(enabled)
+        return real(False)
+
+    monkeypatch.setattr("spade_lens.training.trainer.reuse_freed_memory", spy)
+    sae = create_sae("relu", d_in=2, d_sae=width, seed=0)
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
+    train_saes({"relu": sae}, [x], SAETrainConfig(steps=1, batch_size=batch, norm_batches=1), progress=False)
+    assert seen == [expected]

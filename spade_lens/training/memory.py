@@ -25,6 +25,11 @@ from contextlib import contextmanager
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
 _DEFAULT_TRIM, _DEFAULT_MMAP_MAX = 128 * 1024, 65536  # glibc's defaults
 _HOLD_TRIM = 2**31 - 1  # mallopt takes a C int: trim the heap's top only beyond 2 GiB free
+LARGE_BLOCK = 32 << 20
+"""glibc's largest mmap threshold: blocks below it are reused by glibc's own policy once such a block has been
+freed, so :func:`train_saes <spade_lens.training.trainer.train_saes>` changes the policy only when a step's
+(batch, d_sae) temporaries reach this size (under it, the change bought nothing and made the streamed reading of
+a large cache slower in ``benchmarks/bench_large_cache.py``)."""
 _lock = threading.Lock()
 _depth = 0
 
@@ -44,11 +49,12 @@ def _libc() -> ctypes.CDLL | None:
 
 
 @contextmanager
-def reuse_freed_memory() -> Iterator[bool]:
+def reuse_freed_memory(enabled: bool = True) -> Iterator[bool]:
     """Within the block, large freed blocks stay in the process for reuse (see the module text); yields whether
-    the allocator's policy was changed. Nested blocks share the outermost one's setting."""
+    the allocator's policy was changed (never when ``enabled`` is False). Nested blocks share the outermost one's
+    setting."""
     global _depth
-    libc = _libc()
+    libc = _libc() if enabled else None
     if libc is None:
         yield False
         return
