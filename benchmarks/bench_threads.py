@@ -82,15 +82,17 @@ def report(title: str, figures: dict[str, tuple[float, float]], threads: int) ->
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="the N of 1 vs N (default: torch's)")
+    p.add_argument("--threads", type=int, default=available_cores(), help="the N of 1 vs N (default: the cores)")
     p.add_argument("--busy", type=int, default=available_cores(),
                    help="competing busy processes in the second round (default: one per core)")
     p.add_argument("--steps", type=int, default=20, help="steps per timing (a tenth of it for 'large')")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workloads", default="tiny,default,large")
     args = p.parse_args()
+    if args.threads < 2:
+        p.error(f"--threads: received {args.threads}; expected at least 2 (it is compared with 1 thread)")
     names = [w for w in args.workloads.split(",") if w]
-    print(f"torch {torch.__version__}; cores {available_cores()}, torch default threads {args.threads}, "
+    print(f"torch {torch.__version__}; cores {available_cores()}, compared: 1 vs {args.threads} threads, "
           f"idle cores by the load average now {idle_cores():.1f}")
     for name in names:
         d_in, width, batch = WORKLOADS[name]
