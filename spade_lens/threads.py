@@ -1,17 +1,20 @@
-"""torch's intra-op CPU threads: a default that suits small work and busy machines, and the ``--threads`` flag.
+"""torch's intra-op CPU threads: a default that suits small work, and the ``--threads`` flag.
 
 torch starts one OpenMP thread per core. On a machine whose cores are busy with other processes, the threads
 of one operation wait for each other at every barrier while one of them is off the CPU: measured on a loaded
-2-core machine, tiny SAE steps (d_in 2) ran 8x slower on 2 threads than on 1 (``benchmarks/bench_threads.py``).
-Small operations gain nothing from threads anyway.
+2-core machine, SAE steps of the sizes of the examples and of ``spade-lens run`` (d_in 2 to 128, width 16 to 256)
+ran 8-45x slower on 2 threads than on 1 (``benchmarks/bench_threads.py``). Small operations gain little from
+threads even on an idle machine.
 
 The default rule (:func:`default_threads`):
 
 - ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` set in the environment: torch's own choice (it honours them);
 - work of a step (multiply-adds of its largest product) under :data:`SMALL_WORK`: 1 thread;
-- otherwise the cores this process may use minus the load of the last minute (the idle ones), rounded, between
-  1 and torch's default. A quiet machine keeps every core; a busy one gets 1 thread.
+- otherwise torch's own count (one per core).
 
+The rule depends on the work and the machine only, never on the load of the moment, so the same command on the
+same machine always runs on the same number of threads (CPU results are bit-reproducible for a given count, not
+across counts). On a busy machine pass ``--threads 1``: ``benchmarks/bench_threads.py`` shows what it saves.
 Commands that train (``spade-lens train-sae``, ``sweep``, ``run``) take ``--threads N`` and otherwise apply this
 rule through :func:`apply_threads`.
 """
@@ -24,9 +27,10 @@ import torch
 
 from spade_lens.errors import SpadeLensError
 
-SMALL_WORK = 1 << 24
-"""Multiply-adds per step under which one thread is used (about 16 M: a batch of 4,096 through a 2 x 2,048
-product; a few milliseconds on one core, where thread barriers cost as much as they save)."""
+SMALL_WORK = 1 << 28
+"""Multiply-adds per step under which one thread is used (about 268 M: a batch of 4,096 through a 128 x 512
+product). It covers the SAEs of ``spade-lens run`` (batch 1,024, d_in 128, width 256: 34 M), whose steps took
+8 ms on one thread and 0.2 s on two on a loaded 2-core machine."""
 
 ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Environment variables that, when set, leave the choice to torch."""
@@ -43,8 +47,9 @@ def available_cores() -> int:
 
 
 def idle_cores() -> float:
-    """Cores left idle by the load of the last minute (``os.getloadavg``); all of them where there is no load
-    average."""
+    """Cores left idle by the load of the last minute (``os.getloadavg``; all of them where there is no load
+    average): printed by the benchmark, not used by the rule (it would make the thread count, and so the last
+    bits of results, depend on the moment)."""
     cores = available_cores()
     try:
         load = os.getloadavg()[0]
@@ -60,7 +65,7 @@ def default_threads(work: int | None = None) -> int:
         return torch.get_num_threads()
     if work is not None and work < SMALL_WORK:
         return 1
-    return max(1, min(_TORCH_DEFAULT, available_cores(), round(idle_cores())))
+    return _TORCH_DEFAULT
 
 
 def check_threads(threads: object, name: str = "--threads") -> int | None:

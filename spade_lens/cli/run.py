@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "model and activations")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads for every stage (default: the cores left idle by the machine's load; "
-                   "OMP_NUM_THREADS, when set, decides instead; see spade_lens.threads)")
+                   help="torch CPU threads for every stage (default: torch's own, one per core, or OMP_NUM_THREADS "
+                   "when set; 1 is much faster on a busy machine; see spade_lens.threads)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run, interrupted="finished stages and checkpoints are kept: run the same command again to "
                    "continue")

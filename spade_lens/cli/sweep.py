@@ -52,8 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="torch device (default: cuda if available, else cpu; under torchrun each rank takes the GPU "
                    "of its LOCAL_RANK)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: 1 for small SAEs, else the cores left idle by the machine's "
-                   "load; OMP_NUM_THREADS, when set, decides instead; see spade_lens.threads)")
+                   help="torch CPU threads (default: 1 for small SAEs, else torch's own, one per core; "
+                   "OMP_NUM_THREADS, when set, decides instead; 1 is much faster on a busy machine; see "
+                   "spade_lens.threads)")
     p.add_argument("--jobs", type=int, default=1,
                    help="training processes at once, each with its share of the CPU threads (each seed's settings "
                    "are dealt into JOBS parts); the same SAEs as with 1 (default: 1; 2 on a 2-core CPU)")

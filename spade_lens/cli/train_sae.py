@@ -66,8 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bfloat16: forward passes under bfloat16 autocast (weights and optimiser stay float32; pays "
                    "on GPUs and CPUs with fast bfloat16 matmuls; default: float32)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: 1 for small SAEs, else the cores left idle by the machine's "
-                   "load; OMP_NUM_THREADS, when set, decides instead; see spade_lens.threads)")
+                   help="torch CPU threads (default: 1 for small SAEs, else torch's own, one per core; "
+                   "OMP_NUM_THREADS, when set, decides instead; 1 is much faster on a busy machine; see "
+                   "spade_lens.threads)")
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (if installed)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder")
