@@ -3,8 +3,8 @@
 torch starts one OpenMP thread per core. On a machine whose cores are busy with other processes, the threads
 of one operation wait for each other at every barrier while one of them is off the CPU: measured on a loaded
 2-core machine, SAE steps of the sizes of the examples and of ``spade-lens run`` (d_in 2 to 128, width 16 to 256)
-ran 8-45x slower on 2 threads than on 1 (``benchmarks/bench_threads.py``). Small operations gain little from
-threads even on an idle machine.
+ran 2-45x slower on 2 threads than on 1, while near idle 2 threads took 0.7-1.2x the time of 1
+(``benchmarks/bench_threads.py``): small operations gain little from threads and can lose much.
 
 The default rule (:func:`default_threads`):
 
