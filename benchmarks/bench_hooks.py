@@ -92,6 +92,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="sequences per batch")
     parser.add_argument("--seq-len", type=int, default=32, help="tokens per sequence")
     parser.add_argument("--repeats", type=int, default=5, help="timings per contender (median kept)")
+    parser.add_argument("--parts", default="models,datasets,cache",
+                        help="which timings, comma-separated: models (tensor source, HookedTransformer and bridge), "
+                        "datasets (a datasets split with labels), cache (reading the cache)")
     args = parser.parse_args()
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, SHAPE["d_vocab"], (args.batches * args.batch_size, args.seq_len), generator=gen)
@@ -100,7 +103,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.batches} batches of "
           f"{args.batch_size} x {args.seq_len} tokens ({n_tok} tokens), hook {HOOK}")
 
-    for kind in ("HookedTransformer", "TransformerBridge"):
+    parts = set(args.parts.split(","))
+    for kind in ("HookedTransformer", "TransformerBridge") if "models" in parts else ():
         model = build(kind)
         bare(model, batches[:2]), capture(model, tokens[: 2 * args.batch_size], args.batch_size)  # warm up
         t_bare, t_cap = [], []
@@ -116,6 +120,13 @@ def main() -> None:
               f"inside model.forward {share:.3f}")
 
     model = build("HookedTransformer")  # a datasets split of variable-length rows with a label column
+    if "datasets" in parts:
+        datasets_split(model, tokens, gen, args)
+    if "cache" in parts:
+        cache_read(model, tokens, args)
+
+
+def datasets_split(model, tokens: torch.Tensor, gen: torch.Generator, args: argparse.Namespace) -> None:
     lengths = torch.randint(args.seq_len // 4, args.seq_len + 1, (len(tokens),), generator=gen).tolist()
     rows = [t[:n].tolist() for t, n in zip(tokens, lengths, strict=True)]
     split = Dataset.from_dict({"input_ids": rows, "pos": [[i % 6 for i in r] for r in rows]})
@@ -134,6 +145,9 @@ def main() -> None:
           f"{b / c:.3f} of medians, {min(t_bare) / min(t_cap):.3f} of best times | share of capture time inside "
           f"model.forward {share:.3f}")
 
+
+def cache_read(model, tokens: torch.Tensor, args: argparse.Namespace) -> None:
+    n_tok = tokens.numel()
     with tempfile.TemporaryDirectory() as tmp:
         cache = harvest(model, tokens, [HOOK], f"{tmp}/cache", shard_tokens=2**14, batch_size=args.batch_size,
                         label_columns=[], progress=False)

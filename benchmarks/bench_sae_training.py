@@ -16,6 +16,11 @@ steps timed, so TopK's AuxK term is zero on both sides.
     python benchmarks/bench_sae_training.py --device cuda --steps 50
 
 Figures on a shared CPU are noisy: compare the ratios of one run, not absolute figures across runs.
+
+Memory: while ``train_saes`` runs with (batch, d_sae) temporaries of 32 MiB or more, glibc keeps freed blocks for
+reuse (``spade_lens.training.memory``); SAELens' trainer runs with glibc's defaults. To give both the same policy,
+run with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647`` in the environment (glibc reads them at start,
+and ours then leaves the policy alone); ``SPADE_LENS_MALLOC=default`` turns ours off.
 """
 
 from __future__ import annotations
@@ -130,6 +135,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, sae_lens {version}, device {args.device}, "
           f"threads {torch.get_num_threads()}; d_in {args.d_in}, width {args.width}, batch {args.batch}, "
           f"k {args.k}, {args.steps} timed steps x best of {args.repeats}")
+    glibc = {k: os.environ[k] for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_") if k in os.environ}
+    print(f"glibc malloc environment (both trainers): {glibc or 'defaults'}; SPADE_LENS_MALLOC="
+          f"{os.environ.get('SPADE_LENS_MALLOC', 'unset')}")
     batches = make_batches(args.steps, args.batch, args.d_in, args.device)
     warm = batches[: args.warmup]
     tokens = args.steps * args.batch

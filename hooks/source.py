@@ -29,6 +29,8 @@ from hooks.batches import ROW_KEYS
 from hooks.errors import HooksError
 
 MASK_COLUMN = "attention_mask"
+BLOCK_BATCHES = 32
+"""Batches of a datasets split read from Arrow at once (then sliced in memory)."""
 
 
 @dataclass
@@ -85,6 +87,8 @@ def _pad(rows: Sequence[Sequence[int]] | Tensor, name: str, pad_value: int) -> t
                              f"{rows.dtype} and shape {tuple(rows.shape)}")
         rows = rows.reshape(1, -1) if rows.dim() == 1 else rows
         return rows.long(), torch.full((rows.shape[0],), rows.shape[1], dtype=torch.long)
+    if isinstance(rows, Ragged):
+        return rows.pad(pad_value)
     if hasattr(rows, "combine_chunks") or hasattr(rows, "offsets"):  # an Arrow list column (datasets)
         return _pad_arrow(rows, name, pad_value)
     try:
@@ -113,6 +117,52 @@ def _pad_arrow(column: Any, name: str, pad_value: int) -> tuple[Tensor, Tensor]:
     padded = torch.full((len(lengths), width), pad_value, dtype=torch.long)
     padded[torch.arange(width) < lengths[:, None]] = values  # row-major, like the flattened values
     return padded, lengths
+
+
+class Ragged:
+    """Rows of ints stored flat (``values`` (total,) int64 numpy) with ``offsets`` ((rows + 1,) int64 numpy, row i =
+    ``values[offsets[i]:offsets[i + 1]]``): a block of a datasets list column read once, sliced per batch."""
+
+    __slots__ = ("offsets", "values")
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray) -> None:
+        self.values, self.offsets = values, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def rows(self, start: int, stop: int) -> Ragged:
+        """Rows [start, stop) (views, offsets rebased to 0)."""
+        stop = min(stop, len(self))
+        offsets = self.offsets[start:stop + 1]
+        return Ragged(self.values[offsets[0]:offsets[-1]], offsets - offsets[0])
+
+    def pad(self, pad_value: int) -> tuple[Tensor, Tensor]:
+        """((rows, pos) int64 right-padded with ``pad_value``, (rows,) int64 lengths)."""
+        lengths = np.diff(self.offsets)
+        width = int(lengths.max()) if len(lengths) else 0
+        padded = np.full((len(lengths), width), pad_value, dtype=np.int64)
+        padded[np.arange(width) < lengths[:, None]] = self.values  # row-major, like the flat values
+        return torch.from_numpy(padded), torch.from_numpy(lengths)
+
+
+def ragged_column(column: Any) -> Ragged | None:
+    """An Arrow list column of integers as :class:`Ragged` (one copy of its values), None when it has nulls or
+    is not a list of integers (then it is read row by row)."""
+    arr = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if not (hasattr(arr, "offsets") and hasattr(arr, "flatten")) or arr.null_count:
+        return None
+    flat = arr.flatten()
+    if flat.null_count:
+        return None
+    try:
+        values = flat.to_numpy(zero_copy_only=False)
+    except (TypeError, ValueError):
+        return None
+    if values.dtype.kind not in "iub":
+        return None
+    offsets = arr.offsets.to_numpy().astype(np.int64)
+    return Ragged(values.astype(np.int64, copy=False), offsets - offsets[0])
 
 
 def make_chunk(columns: Mapping[str, Any], label_columns: Sequence[str] | None, seq_start: int,
@@ -240,9 +290,16 @@ def iter_chunks(source: Any, *, batch_size: int, label_columns: Sequence[str] | 
                 raise HooksError(f"label_columns: the dataset has no column {col!r}; columns: "
                                  f"{source.column_names}")
         table = source.select_columns(keep).with_format("arrow")
-        for start in range(start_sequence, len(table), batch_size):
-            part = table[start:start + batch_size]  # a pyarrow Table
-            yield make_chunk({c: part.column(c) for c in part.column_names}, cols, start, pad_value)
+        block = batch_size * BLOCK_BATCHES
+        for block_start in range(start_sequence, len(table), block):
+            # one read and one conversion per block of batches, then numpy slices per batch
+            part = table[block_start:block_start + block]  # a pyarrow Table
+            columns = {c: part.column(c) for c in part.column_names}
+            columns = {c: ragged_column(v) or v for c, v in columns.items()}
+            for start in range(0, part.num_rows, batch_size):
+                chunk = {c: v.rows(start, start + batch_size) if isinstance(v, Ragged) else v.slice(start, batch_size)
+                         for c, v in columns.items()}
+                yield make_chunk(chunk, cols, block_start + start, pad_value)
         return
     if isinstance(source, Mapping):
         total = _n_rows(source)

@@ -26,3 +26,15 @@ def gpt2_dir(tmp_path_factory):
     from _hf_helpers import make_gpt2_dir
 
     return make_gpt2_dir(tmp_path_factory.mktemp("hf") / "tiny-gpt2")
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Commands set torch's thread count (``--threads`` or the default rule): give each test the count it started
+    with back, so one test's choice never leaks into the next."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seed of the SAE stage alone (default: --seed); several SAE seeds can share one corpus, "
                    "model and activations")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads for every stage (default: torch's own, one per core, or OMP_NUM_THREADS "
+                   "when set; 1 is much faster on a busy machine; see spade_lens.threads)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run, interrupted="finished stages and checkpoints are kept: run the same command again to "
                    "continue")
@@ -71,8 +74,10 @@ def _run_pretrained(args: argparse.Namespace) -> object:
 def run(args: argparse.Namespace) -> int:
     from spade_lens.devices import check_device
     from spade_lens.report.markdown import headline_table
+    from spade_lens.threads import apply_threads, check_threads
 
     check_device(args.device, "--device")
+    apply_threads(check_threads(args.threads))
     start = time.perf_counter()
     result = _run_toy(args) if args.model == TOY else _run_pretrained(args)
     print()

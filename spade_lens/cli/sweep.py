@@ -5,6 +5,7 @@ training pass runs on the N processes together; rank 0 probes and writes the res
 from __future__ import annotations
 
 import argparse
+import json
 
 # The grid without --arch: five settings per architecture spanning L0 about 1 to 40 on the default run's
 # activations (chosen from the sweeps in the README), for the four architectures.
@@ -51,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="torch device (default: cuda if available, else cpu; under torchrun each rank takes the GPU "
                    "of its LOCAL_RANK)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's own; 1 is often fastest for small SAEs on a busy machine)")
+                   help="torch CPU threads (default: 1 for small SAEs, else torch's own, one per core; "
+                   "OMP_NUM_THREADS, when set, decides instead; 1 is much faster on a busy machine; see "
+                   "spade_lens.threads)")
     p.add_argument("--jobs", type=int, default=1,
                    help="training processes at once, each with its share of the CPU threads (each seed's settings "
                    "are dealt into JOBS parts); the same SAEs as with 1 (default: 1; 2 on a 2-core CPU)")
@@ -61,20 +64,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _d_in(args: argparse.Namespace) -> int | None:
+    """Width of the training activations (for the default thread count), None when the folder cannot tell."""
+    from pathlib import Path
 
+    root = Path(args.activations)
+    for folder in (root, root / "train"):
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        dims = manifest.get("dims") if isinstance(manifest, dict) else None
+        if isinstance(dims, dict) and dims and all(isinstance(d, int) for d in dims.values()):
+            return max(dims.values())
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
     from hooks.distributed import ranks
     from spade_lens.devices import check_device
-    from spade_lens.errors import SpadeLensError
     from spade_lens.sweep import SweepConfig, expand_grid, parse_arch_spec, parse_seeds, run_sweep
     from spade_lens.sweep.report import bands_table, headline_view
+    from spade_lens.threads import apply_threads, check_threads
     from spade_lens.training.distributed import init_distributed
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SpadeLensError(f"--threads: received {args.threads}; expected a positive integer")
-        torch.set_num_threads(args.threads)
+    d_in = _d_in(args)
+    apply_threads(check_threads(args.threads), work=None if d_in is None else args.batch_size * d_in * args.width)
     grids = [parse_arch_spec(text) for text in (args.arch or DEFAULT_ARCHS)]
     settings = expand_grid(grids, parse_seeds(args.seeds))
     cfg = SweepConfig(width=args.width, steps=args.steps, batch_size=args.batch_size, lr=args.lr,

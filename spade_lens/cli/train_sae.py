@@ -65,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                    help="bfloat16: forward passes under bfloat16 autocast (weights and optimiser stay float32; pays "
                    "on GPUs and CPUs with fast bfloat16 matmuls; default: float32)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: 1 for small SAEs, else torch's own, one per core; "
+                   "OMP_NUM_THREADS, when set, decides instead; 1 is much faster on a busy machine; see "
+                   "spade_lens.threads)")
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (if installed)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder")
@@ -177,9 +181,11 @@ def run(args: argparse.Namespace) -> int:
     from spade_lens.devices import check_device
     from spade_lens.errors import SpadeLensError
     from spade_lens.provenance import check_target
+    from spade_lens.threads import check_threads
     from spade_lens.training.distributed import init_distributed
 
     _check_args(args)
+    check_threads(args.threads)
     check_device(args.device, "--device")
     args.device = init_distributed(args.device)  # joins the torchrun group, if any; this rank's device
     out = from_main(lambda: check_target(args.out, "saes", inputs=[args.activations]), SpadeLensError)
@@ -213,6 +219,7 @@ def _train(args: argparse.Namespace, out: Path) -> int:
     from spade_lens.errors import SpadeLensError
     from spade_lens.provenance import folder_input
     from spade_lens.saes import create_sae, list_architectures
+    from spade_lens.threads import apply_threads
     from spade_lens.training import SAETrainConfig, train_saes
 
     archs = [a.strip() for a in args.arch.split(",") if a.strip()]
@@ -240,6 +247,7 @@ def _train(args: argparse.Namespace, out: Path) -> int:
     if hook not in cache.hook_names:
         raise SpadeLensError(f"--hook: received {hook!r}; the cache holds {cache.hook_names}")
     d_in = cache.dims[hook]
+    apply_threads(args.threads, work=args.batch_size * d_in * args.width)
     model_name = str(cache.metadata.get("model", {}).get("name", ""))
     saes = {}
     for arch in archs:

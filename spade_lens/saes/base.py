@@ -222,13 +222,18 @@ class SAE(nn.Module):
             got = (dead_mask.dtype, tuple(dead_mask.shape)) if isinstance(dead_mask, Tensor) else type(dead_mask)
             raise SpadeLensError(f"dead_mask must be a bool tensor of shape ({self.cfg.d_sae},), got {got}")
         x_n = self.normalize(x)
+        x_hat_n, z, sparsity, aux = self.training_terms(x_n, dead_mask)
+        mse = (x_hat_n - x_n).pow(2).sum(-1).mean()
+        x_hat = x_hat_n * self.norm_scale + self.norm_mean
+        return SAEOutput(x_hat, z, mse, sparsity, aux)
+
+    def training_terms(self, x_n: Tensor, dead_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(x_hat_n (batch, d_in), z (batch, d_sae), sparsity (), aux ()) of NORMALISED inputs for
+        :meth:`forward`: by default :meth:`encode_code`, :meth:`decode_code` and the two losses; an architecture
+        may give a fused form with fewer passes over the (batch, d_sae) tensors (same values up to rounding)."""
         code = self.encode_code(x_n)
         x_hat_n = self.decode_code(code)
-        mse = (x_hat_n - x_n).pow(2).sum(-1).mean()
-        sparsity = self.sparsity_loss(x_n, code)
-        aux = self.aux_loss(x_n, x_hat_n, code, dead_mask)
-        x_hat = x_hat_n * self.norm_scale + self.norm_mean
-        return SAEOutput(x_hat, code.z, mse, sparsity, aux)
+        return x_hat_n, code.z, self.sparsity_loss(x_n, code), self.aux_loss(x_n, x_hat_n, code, dead_mask)
 
     # ---- files ------------------------------------------------------------------------------------------
     def saelens_state(self) -> tuple[dict[str, object], dict[str, Tensor]]:

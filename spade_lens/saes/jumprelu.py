@@ -62,6 +62,41 @@ class StepFunction(torch.autograd.Function):
         return None, -((1.0 / eps) * rectangle((pre - theta) / eps) * grad).sum(0), None
 
 
+def _keep_where_positive(values: Tensor, key: Tensor) -> Tensor:
+    """``values`` where ``key > 0``, else 0 (broadcast to ``key``'s shape): ``threshold_backward``, one fused pass,
+    several times faster on CPU than ``torch.where`` or ``masked_fill`` with a bool mask."""
+    return torch.ops.aten.threshold_backward(values, key, 0)
+
+
+class JumpReLUWithL0(torch.autograd.Function):
+    """Both of the above on the same ``pre`` (batch, d_sae) for training, in a few fused passes each way: returns
+    (``pre * 1[pre > theta]`` (batch, d_sae), the per-row L0 ``sum_i 1[pre_i > theta_i]`` (batch,)), with the
+    gradients of :class:`JumpReLUFunction` and :class:`StepFunction` (the same up to rounding)."""
+
+    @staticmethod
+    def forward(ctx: Any, pre: Tensor, theta: Tensor, bandwidth: float) -> tuple[Tensor, Tensor]:
+        gap = (pre - theta).to(pre.dtype)  # (batch, d_sae): > 0 where the latent fires
+        z = _keep_where_positive(pre, gap)
+        l0 = (gap > 0).sum(-1, dtype=pre.dtype)  # (batch,)
+        inside = gap.abs().neg_().add_(0.5 * bandwidth)  # > 0 inside the kernel's window |pre - theta| < eps / 2
+        ctx.save_for_backward(gap, inside, theta)
+        ctx.bandwidth = bandwidth
+        return z, l0
+
+    @staticmethod
+    def backward(ctx: Any, grad_z: Tensor | None, grad_l0: Tensor | None) -> tuple[Tensor | None, Tensor, None]:
+        gap, inside, theta = ctx.saved_tensors
+        grad_pre = None if grad_z is None else _keep_where_positive(grad_z, gap)
+        # d(loss)/d(theta_i) = -(1 / eps) * sum_b rect_bi * (theta_i * grad_z_bi + grad_l0_b)
+        if grad_z is not None:
+            per_entry = grad_z * theta.to(grad_z.dtype) if grad_l0 is None else torch.addcmul(
+                grad_l0[:, None].to(grad_z.dtype), grad_z, theta.to(grad_z.dtype))
+        else:
+            per_entry = grad_l0[:, None].expand(inside.shape) if grad_l0 is not None else inside.new_zeros(())
+        grad_theta = _keep_where_positive(per_entry.to(inside.dtype), inside).sum(0, dtype=theta.dtype)
+        return grad_pre, grad_theta.mul_(-1.0 / ctx.bandwidth), None
+
+
 @dataclass
 class JumpReLUSAEConfig(SAEConfig):
     """Config of the ``jumprelu`` architecture."""
@@ -109,6 +144,12 @@ class JumpReLUSAE(LinearEncoderSAE):
         assert code.cache is not None
         l0 = StepFunction.apply(code.cache["pre"], self.threshold, self.cfg.bandwidth).sum(-1).mean()
         return self.cfg.l0_coefficient * l0
+
+    def training_terms(self, x_n: Tensor, dead_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Fused: one pass over the pre-activations gives the latents and the L0 (see :class:`JumpReLUWithL0`)."""
+        z, l0 = JumpReLUWithL0.apply(self.training_pre_activations(x_n), self.threshold, self.cfg.bandwidth)
+        x_hat_n = torch.addmm(self.b_dec, z, self.W_dec)
+        return x_hat_n, z, self.cfg.l0_coefficient * l0.mean(), x_n.new_zeros(())
 
     @torch.no_grad()
     def saelens_state(self) -> tuple[dict[str, object], dict[str, Tensor]]:

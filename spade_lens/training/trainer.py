@@ -30,6 +30,7 @@ from spade_lens.training.config import SAETrainConfig
 from spade_lens.training.dead import DeadLatentTracker
 from spade_lens.training.distributed import TrainGroup, current_group
 from spade_lens.training.log import RunLog
+from spade_lens.training.memory import LARGE_BLOCK, reuse_freed_memory
 from spade_lens.training.precision import autocast
 from spade_lens.training.schedule import learning_rate, sparsity_coefficient
 from spade_lens.training.stream import BatchSource, as_activations, batch_stream, estimate_normalization, peek
@@ -366,7 +367,8 @@ def train_saes(
     evaluating = eval_batches is not None and group.is_main
     consistent = True
     try:
-        with _deferred_sigint(group.world_size > 1) as interrupted:
+        big = max(slot.sae.cfg.d_sae for slot in slots) * cfg.batch_size * 4 >= LARGE_BLOCK  # float32 (batch, d_sae)
+        with _deferred_sigint(group.world_size > 1) as interrupted, reuse_freed_memory(big):
             while step < total:
                 x = None if interrupted else _next_batch(stream, step, slots)
                 status = group.step_status(0 if x is None else x.shape[0], bool(interrupted))
