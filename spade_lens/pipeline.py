@@ -183,13 +183,14 @@ def _lm_stage(cfg: RunConfig, corpus: Any, folder: Path, say: Say, progress: boo
               device: str) -> tuple[Any, float | None]:
     from spade_lens.lm import LMConfig, LMTrainConfig, judge_lm, load_lm, train_lm
     from spade_lens.lm.checkpoint import CHECKPOINT_DIR, load_checkpoint
-    from spade_lens.lm.config import RESULT_FIELDS
+    from spade_lens.lm.config import LEGACY_RESULT_VALUES, RESULT_FIELDS
     from spade_lens.lm.io import CONFIG_FILE
+    from spade_lens.lm.packed import resolve_precision
     from spade_lens.provenance import check_reuse, read_provenance
 
     lm_cfg = LMConfig(init_seed=cfg.seed)
     train_cfg = LMTrainConfig(steps=cfg.lm_steps, batch_size=cfg.lm_batch_size, seed=cfg.seed,
-                              warmup_steps=min(100, cfg.lm_steps // 10))
+                              warmup_steps=min(100, cfg.lm_steps // 10), precision=resolve_precision("auto", device))
     wanted = {"lm_config": {k: v for k, v in lm_cfg.to_dict().items() if v is not None},
               "train_config": {k: getattr(train_cfg, k) for k in RESULT_FIELDS}}
     if (folder / CONFIG_FILE).is_file():
@@ -201,7 +202,8 @@ def _lm_stage(cfg: RunConfig, corpus: Any, folder: Path, say: Say, progress: boo
             rec = record.get("settings", {})
             record = {"inputs": record.get("inputs", {}), "settings": {
                 "lm_config": {k: rec.get("lm_config", {}).get(k) for k in wanted["lm_config"]},
-                "train_config": {k: rec.get("train_config", {}).get(k) for k in RESULT_FIELDS}}}
+                "train_config": {k: rec.get("train_config", {}).get(k, LEGACY_RESULT_VALUES.get(k))
+                                 for k in RESULT_FIELDS}}}
         state = check_reuse(folder, "lm", wanted, recorded=record, how=_redo(folder),
                             inputs={"corpus": corpus.identity} if record and record.get("inputs") else None)
         note = " (made by an earlier version that recorded no settings: not checked)" if state == "legacy" else ""
@@ -325,35 +327,45 @@ def _dashboard_stage(saes: dict[str, Any], cache: Any, corpus: Any, model: Any, 
 
 
 def run_pipeline(out: str | Path, cfg: RunConfig | None = None, *, say: Say = _quiet,
-                 progress: bool = True, device: str | None = None) -> RunResult:
+                 progress: bool = True, device: str | None = None, threads: int | None = None) -> RunResult:
     """Run every stage of the pipeline into ``out``, skipping the stages whose outputs exist with these settings.
 
     ``device``: where the model and SAEs run (default: ``cuda`` when available, else ``cpu``); results are
     bit-reproducible on CPU. ``out`` must be new, empty or a run folder; a stage folder made with other
     settings stops the run with a :class:`SpadeLensError` naming them (see the module docstring).
-    ``say`` receives one line per stage (the CLI prints them). Returns the probe results of the SAEs on the
-    validation sentences' activations (never seen in training), whose report is in ``out/report``.
+    ``say`` receives one line per stage (the CLI prints them). ``threads``: torch's CPU threads for every stage;
+    None: each stage by :func:`spade_lens.threads.default_threads` (the language model on torch's own count, the
+    run's small SAEs on one thread); torch's count is restored at the end. Returns the probe results of the SAEs
+    on the validation sentences' activations (never seen in training), whose report is in ``out/report``.
     """
     from dataclasses import asdict
 
     from hooks.folders import writing
     from spade_lens.devices import check_device
     from spade_lens.provenance import check_target, provenance_record, write_provenance
+    from spade_lens.threads import apply_threads, check_threads
 
     cfg = cfg or RunConfig()
     if not isinstance(cfg, RunConfig):
         raise SpadeLensError(f"cfg: expected a RunConfig, got {type(cfg).__name__}")
     device = check_device(device) or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = check_threads(threads, "threads")
     out = check_target(out, "run", arg="out")
+    before = torch.get_num_threads()
     with writing(out, what=f"out {str(out)!r}", error=SpadeLensError):
         out.mkdir(parents=True, exist_ok=True)
-        corpus = _corpus_stage(cfg, out / "corpus", say, progress)
-        model, rate = _lm_stage(cfg, corpus, out / "lm", say, progress, device)
-        train_cache = _harvest_stage(model, corpus.dataset["train"], out / "activations" / "train", cfg,
-                                     cfg.max_tokens, "3/5", say, progress)
-        val_cache = _harvest_stage(model, corpus.dataset["validation"], out / "activations" / "validation", cfg,
-                                   cfg.probe_tokens, "3/5", say, progress)
-        saes = _sae_stage(cfg, train_cache, out / "saes", say, progress, device)
+        try:
+            apply_threads(threads)
+            corpus = _corpus_stage(cfg, out / "corpus", say, progress)
+            model, rate = _lm_stage(cfg, corpus, out / "lm", say, progress, device)
+            train_cache = _harvest_stage(model, corpus.dataset["train"], out / "activations" / "train", cfg,
+                                         cfg.max_tokens, "3/5", say, progress)
+            val_cache = _harvest_stage(model, corpus.dataset["validation"], out / "activations" / "validation",
+                                       cfg, cfg.probe_tokens, "3/5", say, progress)
+            apply_threads(threads, work=cfg.sae_batch_size * train_cache.dims[cfg.hook] * cfg.width)
+            saes = _sae_stage(cfg, train_cache, out / "saes", say, progress, device)
+        finally:
+            torch.set_num_threads(before)
         report = out / "report"
         results, paper = _probe_stage(saes, val_cache, report, cfg, say, progress)
         index = _dashboard_stage(saes, val_cache, corpus, model, report, say, progress)

@@ -51,17 +51,50 @@ def test_bad_thread_counts_are_refused(bad):
         th.apply_threads(bad)
 
 
-@pytest.mark.parametrize("command", ["train-sae", "sweep", "run"])
+@pytest.mark.parametrize("command", ["train-sae", "sweep", "run", "train-lm"])
 def test_training_commands_take_threads(command, tmp_path):
     extra = {"train-sae": ["--activations", "a", "--out", "o"], "sweep": ["--activations", "a", "--out", "o"],
-             "run": []}[command]
+             "run": [], "train-lm": ["--corpus", "c", "--out", "o"]}[command]
     args = build_parser().parse_args([command, *extra, "--threads", "3"])
     assert args.threads == 3
 
 
-@pytest.mark.parametrize("command", ["train-sae", "sweep"])
+@pytest.mark.parametrize("command", ["train-sae", "sweep", "train-lm"])
 def test_zero_threads_is_one_line_error(command, tmp_path, capsys):
-    code = main([command, "--activations", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--threads", "0"])
+    source = "--corpus" if command == "train-lm" else "--activations"
+    code = main([command, source, str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--threads", "0"])
     err = capsys.readouterr().err
     assert code == 2
     assert "--threads: received 0; expected a positive integer" in err, err
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_run_sets_threads_per_stage_and_restores_them(no_thread_env, monkeypatch, tmp_path):
+    """Without ``threads`` the language model trains on torch's own count and the run's small SAEs on one thread;
+    with it, every stage uses it; torch's count is restored afterwards, also when a stage fails."""
+    from spade_lens import pipeline
+
+    seen: dict[str, int] = {}
+    lm_stage = pipeline._lm_stage
+
+    def record_lm(*args, **kwargs):
+        seen["lm"] = torch.get_num_threads()
+        return lm_stage(*args, **kwargs)
+
+    def record_sae(*args, **kwargs):
+        seen["saes"] = torch.get_num_threads()
+        raise _Stop
+
+    monkeypatch.setattr(th, "_TORCH_DEFAULT", 2)
+    monkeypatch.setattr(pipeline, "_lm_stage", record_lm)
+    monkeypatch.setattr(pipeline, "_sae_stage", record_sae)
+    cfg = pipeline.RunConfig.quick(n_sentences=200, lm_steps=5, max_tokens=500, probe_tokens=200)
+    for threads, expected in ((None, {"lm": 2, "saes": 1}), (3, {"lm": 3, "saes": 3})):
+        torch.set_num_threads(1)
+        with pytest.raises(_Stop):
+            pipeline.run_pipeline(tmp_path / "run", cfg, progress=False, threads=threads)
+        assert seen == expected
+        assert torch.get_num_threads() == 1

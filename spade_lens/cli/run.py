@@ -42,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "model and activations")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads for every stage (default: torch's own, one per core, or OMP_NUM_THREADS "
-                   "when set; 1 is much faster on a busy machine; see spade_lens.threads)")
+                   help="torch CPU threads for every stage (default: the language model on torch's own count, one "
+                   "per core, the SAEs on 1 thread as small work; OMP_NUM_THREADS, when set, decides instead; 1 is "
+                   "much faster on a busy machine; see spade_lens.threads)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run, interrupted="finished stages and checkpoints are kept: run the same command again to "
                    "continue")
@@ -59,7 +60,7 @@ def _run_toy(args: argparse.Namespace) -> object:
     preset = RunConfig.quick if args.quick else RunConfig
     cfg = preset(grammar=args.grammar or "english", seed=args.seed, sae_seed=args.sae_seed)
     return run_pipeline(args.out or "runs/default", cfg, say=print, progress=not args.no_progress,
-                        device=args.device)
+                        device=args.device, threads=args.threads)
 
 
 def _run_pretrained(args: argparse.Namespace) -> object:

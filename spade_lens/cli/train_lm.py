@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--judge", type=int, default=1000, metavar="N",
                    help="judge N samples at the end (default: 1000; 0: skip)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's own, one per core, or OMP_NUM_THREADS when set; 1 is "
+                   "much faster on a busy machine; see spade_lens.threads)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_options(p.add_argument_group("model (LMConfig)"), LMConfig, "lm_")
     _add_config_options(p.add_argument_group("training (LMTrainConfig)"), LMTrainConfig, "train_")
@@ -65,14 +68,17 @@ def run(args: argparse.Namespace) -> int:
     from spade_lens.errors import SpadeLensError
     from spade_lens.lm import judge_lm, load_lm_grammar, train_lm
     from spade_lens.provenance import check_target
+    from spade_lens.threads import apply_threads, check_threads
 
     if args.resume and args.overwrite:
         raise SpadeLensError("--resume and --overwrite: expected at most one (continue the checkpoint, or start "
                              "afresh)")
     args.device = resolve_device(args.device, "--device")
+    threads = check_threads(args.threads)
     lm_cfg = LMConfig(**_overrides(args, "lm_"))
     train_cfg = LMTrainConfig(**_overrides(args, "train_"))
     out = check_target(args.out, "lm", inputs=[args.corpus])
+    apply_threads(threads)
     with writing(out, what=f"--out {str(out)!r}", error=SpadeLensError):
         model = train_lm(args.corpus, lm_cfg, train_cfg, out, progress=not args.no_progress,
                          resume=args.resume, device=args.device, overwrite=args.overwrite)
