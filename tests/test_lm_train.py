@@ -70,11 +70,16 @@ def test_sigint_stops_at_the_end_of_the_step_with_a_checkpoint(tmp_path):
         if step == 3:
             os.kill(os.getpid(), signal.SIGINT)
 
-    with pytest.raises(KeyboardInterrupt):
-        fit(model, data, None, tiny_train(10), checkpoint_dir=tmp_path / "ckpt", progress=False,
-            callback=press_ctrl_c, lm_config=cfg)
-    assert load_checkpoint(tmp_path / "ckpt")["step"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler, whatever the test runner inherited (a background job starts with SIGINT ignored)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(model, data, None, tiny_train(10), checkpoint_dir=tmp_path / "ckpt", progress=False,
+                callback=press_ctrl_c, lm_config=cfg)
+        assert load_checkpoint(tmp_path / "ckpt")["step"] == 3
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
