@@ -19,17 +19,7 @@ import statistics
 import time
 
 import torch
-
-
-def make_batches(n: int, batch: int, d_in: int, device: str, seed: int = 0) -> list[torch.Tensor]:
-    """Sparse non-negative codes over a random dictionary, plus noise and a common offset."""
-    g = torch.Generator().manual_seed(seed)
-    dictionary = torch.randn(512, d_in, generator=g) / d_in**0.5
-    out = []
-    for _ in range(n):
-        codes = torch.rand(batch, 512, generator=g).lt(0.03).float() * torch.rand(batch, 512, generator=g) * 3
-        out.append((codes @ dictionary + 0.05 * torch.randn(batch, d_in, generator=g) + 0.5).to(device))
-    return out
+from bench_sae_training import make_batches  # the same synthetic activations
 
 
 def cpu_flags() -> str:

@@ -125,6 +125,32 @@ def _clear(root: Path) -> None:
         (root / name).unlink(missing_ok=True)
 
 
+def harvest_settings(model: Any, source: Any, names: list[str], dtype: torch.dtype | None,
+                     exclude_token_ids: Sequence[int] | None, pad_token_id: int | None,
+                     max_tokens: int | None) -> dict[str, Any]:
+    """The settings a cache records and a resumed harvest must agree on: model, hooks, dtype, excluded ids,
+    ``max_tokens`` and the source's identity."""
+    param = next(iter(model.parameters()))
+    return {
+        "model": model_identity(model), "hook_names": names, "dtype": str(dtype or param.dtype),
+        "excluded_token_ids": excluded_ids(model, exclude_token_ids, pad_token_id), "max_tokens": max_tokens,
+        "source": source_identity(source),
+    }
+
+
+def write_cache_provenance(root: Path, manifest: dict[str, Any], tokenizer: str | None,
+                           inputs: Mapping[str, Any] | None, **settings: Any) -> None:
+    """``root/provenance.json`` of the finished cache whose manifest is ``manifest`` (its id: the manifest's
+    hash); ``settings``: entries beyond the manifest's own settings."""
+    model = manifest["model"]
+    write_provenance(root, provenance_record(
+        "activations", id=json_identity({k: v for k, v in manifest.items() if k != "created"}), tokenizer=tokenizer,
+        inputs={"model": {"kind": "model", "id": model["weights_hash"], **model}, "source": manifest["source"],
+                **dict(inputs or {})},
+        settings={**{k: manifest[k] for k in ("hook_names", "max_tokens", "dtype", "excluded_token_ids",
+                                              "label_columns")}, **settings}))
+
+
 def harvest(
     model: Any,
     source: Any,
@@ -197,11 +223,7 @@ def harvest_here(
         raise HooksError(f"out_dir: {str(root)!r} is a file; expected a new or empty folder, or an activation cache")
     tokenizer = _check_tokenizer(model, source_tokenizer)
     param = next(iter(model.parameters()))
-    settings = {
-        "model": model_identity(model), "hook_names": names, "dtype": str(dtype or param.dtype),
-        "excluded_token_ids": excluded_ids(model, exclude_token_ids, pad_token_id), "max_tokens": max_tokens,
-        "source": source_identity(source),
-    }
+    settings = harvest_settings(model, source, names, dtype, exclude_token_ids, pad_token_id, max_tokens)
     columns = default_label_columns(source) if label_columns is None else list(label_columns)
     with writing(root, what=f"out_dir {str(root)!r}"):
         manifest = read_manifest(root) if root.is_dir() else None
@@ -240,13 +262,7 @@ def harvest_here(
         for tmp in root.rglob("*.tmp-*"):  # leftovers of a crashed write
             tmp.unlink()
         _run(batches, root, manifest, dtype or param.dtype, shard_tokens, progress)
-        write_provenance(root, provenance_record(
-            "activations", id=json_identity({k: v for k, v in manifest.items() if k != "created"}),
-            tokenizer=tokenizer,
-            inputs={"model": {"kind": "model", "id": settings["model"]["weights_hash"], **settings["model"]},
-                    "source": settings["source"], **dict(inputs or {})},
-            settings={k: manifest[k] for k in ("hook_names", "max_tokens", "dtype", "excluded_token_ids",
-                                               "label_columns")}))
+        write_cache_provenance(root, manifest, tokenizer, inputs)
     return ActivationCache(root)
 
 

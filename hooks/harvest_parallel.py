@@ -37,7 +37,7 @@ from hooks.cache import (
     read_manifest,
     write_json_atomic,
 )
-from hooks.capture import check_hook_names, check_model, excluded_ids
+from hooks.capture import check_hook_names, check_model
 from hooks.distributed import barrier, check_all, from_main, ranks
 from hooks.errors import HooksError
 from hooks.folders import readable, user_entries, writing
@@ -48,9 +48,9 @@ from hooks.harvest import (
     _clear,
     check_not_parallel,
     harvest_here,
+    harvest_settings,
+    write_cache_provenance,
 )
-from hooks.identity import model_identity
-from hooks.provenance import json_identity, provenance_record, write_provenance
 from hooks.source import (
     _is_dataset,
     check_source,
@@ -58,7 +58,6 @@ from hooks.source import (
     describe_source,
     iter_chunks,
     label_names,
-    source_identity,
 )
 
 PARTS = "parts"
@@ -189,13 +188,7 @@ def _join(root: Path, manifest: dict[str, Any], tokenizer: str | None, inputs: M
     joined["complete"] = True
     write_json_atomic(root / MANIFEST, joined)
     shutil.rmtree(root / PARTS, ignore_errors=True)
-    model = joined["model"]
-    write_provenance(root, provenance_record(
-        "activations", id=json_identity({k: v for k, v in joined.items() if k != "created"}), tokenizer=tokenizer,
-        inputs={"model": {"kind": "model", "id": model["weights_hash"], **model}, "source": joined["source"],
-                **dict(inputs or {})},
-        settings={**{k: joined[k] for k in ("hook_names", "max_tokens", "dtype", "excluded_token_ids",
-                                            "label_columns")}, "ranks": ranks_used}))
+    write_cache_provenance(root, joined, tokenizer, inputs, ranks=ranks_used)
 
 
 def harvest_parallel(model: Any, source: Any, hook_names: Sequence[str], out_dir: str | os.PathLike[str], *,
@@ -213,12 +206,7 @@ def harvest_parallel(model: Any, source: Any, hook_names: Sequence[str], out_dir
                          f"datasets split, a tensor or a mapping of columns; got a {type(source).__name__}")
     root = Path(out_dir)
     tokenizer = _check_tokenizer(model, source_tokenizer)
-    param = next(iter(model.parameters()))
-    settings = {
-        "model": model_identity(model), "hook_names": names, "dtype": str(dtype or param.dtype),
-        "excluded_token_ids": excluded_ids(model, exclude_token_ids, pad_token_id), "max_tokens": max_tokens,
-        "source": source_identity(source),
-    }
+    settings = harvest_settings(model, source, names, dtype, exclude_token_ids, pad_token_id, max_tokens)
     columns = default_label_columns(source) if label_columns is None else list(label_columns)
     extra = {"format": FORMAT, "version": VERSION, "tokenizer": tokenizer, "dims": {},
              "label_columns": columns, "label_names": label_names(source, columns or [])}

@@ -185,8 +185,8 @@ def _lm_stage(cfg: RunConfig, corpus: Any, folder: Path, say: Say, progress: boo
     from spade_lens.lm.checkpoint import CHECKPOINT_DIR, load_checkpoint
     from spade_lens.lm.config import LEGACY_RESULT_VALUES, RESULT_FIELDS
     from spade_lens.lm.io import CONFIG_FILE
-    from spade_lens.lm.packed import resolve_precision
     from spade_lens.provenance import check_reuse, read_provenance
+    from spade_lens.training.precision import resolve_precision
 
     lm_cfg = LMConfig(init_seed=cfg.seed)
     train_cfg = LMTrainConfig(steps=cfg.lm_steps, batch_size=cfg.lm_batch_size, seed=cfg.seed,

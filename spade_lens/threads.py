@@ -21,6 +21,7 @@ rule through :func:`apply_threads`.
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import torch
@@ -83,3 +84,10 @@ def apply_threads(threads: int | None = None, work: int | None = None) -> int:
     n = check_threads(threads, "threads")
     torch.set_num_threads(n if n is not None else default_threads(work))
     return torch.get_num_threads()
+
+
+def add_threads_option(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--threads N`` on a command that trains; ``default``: what the command does without it."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help=f"torch CPU threads (default: {default}; OMP_NUM_THREADS, when set, decides instead; "
+                        "1 is much faster on a busy machine; see spade_lens.threads)")

@@ -8,8 +8,9 @@ from spade_lens.errors import SpadeLensError
 from spade_lens.lm import LMConfig, LMTrainConfig, resolve_config
 from spade_lens.lm.data import lm_loss, lm_targets, pad_sequences, take
 from spade_lens.lm.model import build_model
-from spade_lens.lm.packed import bf16_is_fast, packed_loss, packed_supported, resolve_precision
+from spade_lens.lm.packed import packed_loss, packed_supported
 from spade_lens.lm.train import batch_loss
+from spade_lens.training.precision import bf16_is_fast, resolve_precision
 
 
 def _model_and_batch(act_fn: str = "gelu", n_layers: int = 2):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from spade_lens.threads import add_threads_option
+
 TOY = "toy"
 
 
@@ -41,10 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seed of the SAE stage alone (default: --seed); several SAE seeds can share one corpus, "
                    "model and activations")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads for every stage (default: the language model on torch's own count, one "
-                   "per core, the SAEs on 1 thread as small work; OMP_NUM_THREADS, when set, decides instead; 1 is "
-                   "much faster on a busy machine; see spade_lens.threads)")
+    add_threads_option(p, "the language model on torch's own count, one per core, the SAEs on 1 thread as small "
+                       "work; a value applies to every stage")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run, interrupted="finished stages and checkpoints are kept: run the same command again to "
                    "continue")
@@ -65,20 +65,22 @@ def _run_toy(args: argparse.Namespace) -> object:
 
 def _run_pretrained(args: argparse.Namespace) -> object:
     from spade_lens.pretrained import MINILM, PretrainedRunConfig, run_pretrained
+    from spade_lens.threads import apply_threads
 
     preset = PretrainedRunConfig.quick if args.quick else PretrainedRunConfig
     cfg = preset(grammar=args.grammar or "real", seed=args.seed, layer=args.layer, labels=args.labels)
     out = args.out or ("runs/minilm" if args.model == MINILM else "runs/pretrained")
+    apply_threads(args.threads)  # the toy pipeline sets them per stage (run_pipeline)
     return run_pretrained(out, args.model, cfg, say=print, progress=not args.no_progress, device=args.device)
 
 
 def run(args: argparse.Namespace) -> int:
     from spade_lens.devices import check_device
     from spade_lens.report.markdown import headline_table
-    from spade_lens.threads import apply_threads, check_threads
+    from spade_lens.threads import check_threads
 
     check_device(args.device, "--device")
-    apply_threads(check_threads(args.threads))
+    check_threads(args.threads)
     start = time.perf_counter()
     result = _run_toy(args) if args.model == TOY else _run_pretrained(args)
     print()

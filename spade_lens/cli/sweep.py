@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from spade_lens.threads import add_threads_option
+
 # The grid without --arch: five settings per architecture spanning L0 about 1 to 40 on the default run's
 # activations (chosen from the sweeps in the README), for the four architectures.
 DEFAULT_ARCHS: tuple[str, ...] = (
@@ -51,10 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None,
                    help="torch device (default: cuda if available, else cpu; under torchrun each rank takes the GPU "
                    "of its LOCAL_RANK)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: 1 for small SAEs, else torch's own, one per core; "
-                   "OMP_NUM_THREADS, when set, decides instead; 1 is much faster on a busy machine; see "
-                   "spade_lens.threads)")
+    add_threads_option(p, "1 for small SAEs, else torch's own, one per core")
     p.add_argument("--jobs", type=int, default=1,
                    help="training processes at once, each with its share of the CPU threads (each seed's settings "
                    "are dealt into JOBS parts); the same SAEs as with 1 (default: 1; 2 on a 2-core CPU)")

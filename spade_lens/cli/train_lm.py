@@ -7,6 +7,7 @@ import typing
 from dataclasses import MISSING, fields
 
 from spade_lens.lm.config import LMConfig, LMTrainConfig
+from spade_lens.threads import add_threads_option
 
 # Config fields that are not command-line options: the position embedding has one choice; d_vocab comes
 # from the corpus tokenizer; eval_sequences is a detail.
@@ -52,9 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--judge", type=int, default=1000, metavar="N",
                    help="judge N samples at the end (default: 1000; 0: skip)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's own, one per core, or OMP_NUM_THREADS when set; 1 is "
-                   "much faster on a busy machine; see spade_lens.threads)")
+    add_threads_option(p, "torch's own, one per core")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_options(p.add_argument_group("model (LMConfig)"), LMConfig, "lm_")
     _add_config_options(p.add_argument_group("training (LMTrainConfig)"), LMTrainConfig, "train_")

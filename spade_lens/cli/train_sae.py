@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spade_lens.threads import add_threads_option
+
 # The config field that ``--gamma`` sets, per architecture (TopK has no sparsity coefficient: it uses ``--k``).
 SPARSITY_FIELD = {"relu": "l1_coefficient", "jumprelu": "l0_coefficient", "spade": "kds_coefficient"}
 
@@ -65,10 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                    help="bfloat16: forward passes under bfloat16 autocast (weights and optimiser stay float32; pays "
                    "on GPUs and CPUs with fast bfloat16 matmuls; default: float32)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: 1 for small SAEs, else torch's own, one per core; "
-                   "OMP_NUM_THREADS, when set, decides instead; 1 is much faster on a busy machine; see "
-                   "spade_lens.threads)")
+    add_threads_option(p, "1 for small SAEs, else torch's own, one per core")
     p.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (if installed)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder")

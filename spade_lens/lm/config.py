@@ -146,7 +146,7 @@ class LMTrainConfig:
     """Precision of the model's matmuls while training: ``"bfloat16"`` runs them under bfloat16 autocast (weights,
     optimiser state, residual stream, LayerNorms, softmax and loss stay float32), ``"float32"`` does not, and
     ``"auto"`` picks bfloat16 where its matmuls are fast (a CPU with AVX512-BF16 or AMX, a CUDA GPU with bfloat16;
-    :func:`spade_lens.lm.packed.bf16_is_fast`) and float32 elsewhere. The precision used is recorded in the
+    :func:`spade_lens.training.precision.bf16_is_fast`) and float32 elsewhere. The precision used is recorded in the
     checkpoint and the model's provenance."""
 
     def __post_init__(self) -> None:

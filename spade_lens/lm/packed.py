@@ -12,19 +12,17 @@ the gradients against TransformerLens' forward in float32).
 
 Under ``torch.autocast(..., dtype=torch.bfloat16)`` the matmuls run in bfloat16 (the residual stream, LayerNorms,
 softmax and loss stay float32): on a CPU with AVX512-BF16 the model's matmuls ran about 3 times faster than in
-float32. :func:`bf16_is_fast` says where that pays; :func:`resolve_precision` turns ``"auto"`` into a precision.
+float32. :func:`spade_lens.training.precision.bf16_is_fast` says where that pays.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from transformer_lens import HookedTransformer
 
-from spade_lens.lm.config import Precision
 from spade_lens.lm.data import IGNORE_INDEX
 
 _ACTIVATIONS = {
@@ -58,26 +56,6 @@ def packed_supported(model: HookedTransformer) -> bool:
     if any(not math.isclose(block.attn.attn_scale, math.sqrt(cfg.d_head)) for block in model.blocks):
         return False
     return not any(hp._forward_hooks or hp._backward_hooks for hp in model.hook_dict.values())
-
-
-def bf16_is_fast(device: torch.device | str) -> bool:
-    """Whether bfloat16 matmuls are fast on ``device``: a CUDA GPU that supports bfloat16, or a CPU with
-    AVX512-BF16 or AMX (elsewhere oneDNN emulates bfloat16, which is slower than float32)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    cpu = torch.cpu
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
-
-
-def resolve_precision(precision: Precision, device: torch.device | str) -> Literal["float32", "bfloat16"]:
-    """``precision`` with ``"auto"`` resolved: bfloat16 where :func:`bf16_is_fast`, else float32."""
-    if precision == "auto":
-        return "bfloat16" if bf16_is_fast(device) else "float32"
-    return precision
 
 
 def _layer_norm(x: torch.Tensor, ln: torch.nn.Module) -> torch.Tensor:

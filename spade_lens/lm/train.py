@@ -33,7 +33,8 @@ from spade_lens.lm.config import LEGACY_RESULT_VALUES, RESULT_FIELDS, LMConfig, 
 from spade_lens.lm.data import BatchOrder, TokenData, evaluate_loss, lm_loss, lm_targets, pad_sequences, take
 from spade_lens.lm.model import build_model, load_parameters, parameter_count
 from spade_lens.lm.optim import make_optimizer, make_scheduler
-from spade_lens.lm.packed import packed_loss, packed_supported, resolve_precision
+from spade_lens.lm.packed import packed_loss, packed_supported
+from spade_lens.training.precision import autocast, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def batch_loss(model: HookedTransformer, batch: TokenData, precision: str = "flo
     ``"bfloat16"`` (autocast)."""
     device = model.W_E.device
     tokens = batch.tokens.to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+    with autocast(device, precision):
         if packed_supported(model):
             return packed_loss(model, tokens, batch.lengths)
         logits = model(tokens)

@@ -14,7 +14,7 @@ many such values moves by far less, and training on bfloat16 matmuls ends within
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -27,3 +27,24 @@ def autocast(device: torch.device | str, precision: str) -> Any:
     if precision == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """Whether bfloat16 matmuls are fast on ``device``: a CUDA GPU that supports bfloat16, or a CPU with
+    AVX512-BF16 or AMX (elsewhere oneDNN emulates bfloat16, which is slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> Literal["float32", "bfloat16"]:
+    """``precision`` with ``"auto"`` (the language model's default, :class:`spade_lens.lm.LMTrainConfig`) resolved:
+    bfloat16 where :func:`bf16_is_fast`, else float32."""
+    if precision == "auto":
+        return "bfloat16" if bf16_is_fast(device) else "float32"
+    return precision
