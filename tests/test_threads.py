@@ -98,3 +98,10 @@ def test_run_sets_threads_per_stage_and_restores_them(no_thread_env, monkeypatch
             pipeline.run_pipeline(tmp_path / "run", cfg, progress=False, threads=threads)
         assert seen == expected
         assert torch.get_num_threads() == 1
+
+
+def test_run_refuses_zero_threads_before_any_work(tmp_path, capsys):
+    code = main(["run", "--quick", "--out", str(tmp_path / "run"), "--threads", "0"])
+    assert code == 2
+    assert "--threads: received 0; expected a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
